@@ -1,0 +1,46 @@
+"""The ``gcnseg`` command. Each subcommand lives in its own module, which
+provides ``add_arguments(parser)`` and ``run(args) -> int``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import GcnsegError
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("gcnseg.info", "parameters and FLOPs of a network, per part"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gcnseg",
+        description="Global Convolutional Network for semantic segmentation (Peng et al., CVPR 2017).",
+    )
+    parser.add_argument("--version", action="version", version=f"gcnseg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except GcnsegError as e:
+        print(f"gcnseg: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gcnseg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

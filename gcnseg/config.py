@@ -1,0 +1,259 @@
+"""One typed configuration flowing from the CLI to training, evaluation and prediction.
+
+A :class:`Config` is read from YAML (``yaml.safe_load`` only), overridden by
+``section.key=value`` arguments from the command line, checked against the
+dataclass types, and saved into each run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import GcnsegError
+
+
+class ConfigError(GcnsegError, ValueError):
+    """A configuration file or override is invalid."""
+
+
+@dataclass
+class ModelConfig:
+    """The network of Fig. 2A (see :class:`gcnseg.models.GCNSeg`)."""
+
+    backbone: str = "resnet50"
+    head: str = "gcn"
+    k: int | list[int] = 15
+    br: bool = True
+    upsample: str = "deconv"
+    weights: str | None = None  # "DEFAULT", a torchvision enum name, or a file
+    m: int | None = None  # width of "stack" heads (Table 4)
+
+
+@dataclass
+class DataConfig:
+    """Dataset and the joint image/mask transforms (Section 4)."""
+
+    dataset: str = "synthetic-shapes"
+    root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    # Training transforms: random scale, flip, pad (image with the mean, mask with
+    # ignore), random crop to crop_size. None disables a step.
+    scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    flip: bool = True
+    crop_size: int | list[int] | None = None
+    pad_size: int | list[int] | None = None
+    # Evaluation: resize the shorter side (None keeps the original size).
+    eval_size: int | list[int] | None = None
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    ignore_index: int = 255
+    workers: int = 0
+    # Options passed to the dataset constructor (e.g. synthetic-shapes size).
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and schedule; the paper's default is SGD, momentum 0.99, wd 5e-4 (Section 4)."""
+
+    name: str = "sgd"  # sgd | adam | adamw
+    lr: float = 1e-10
+    momentum: float = 0.99
+    weight_decay: float = 5e-4
+    schedule: str = "poly"  # poly | constant
+    power: float = 0.9
+    warmup_iters: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """The training loop."""
+
+    batch_size: int = 1
+    iterations: int = 1000  # used when epochs is None
+    epochs: int | None = None
+    val_every: int = 0  # steps; 0 = only at the end
+    log_every: int = 10
+    checkpoint_every: int = 0  # steps; 0 = only at validation and at the end
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str | None = None  # None | bf16 | fp16 (CUDA)
+    channels_last: bool = False
+    sync_bn: bool = False
+    init_from: str | None = None  # checkpoint of a previous stage
+    threads: int | None = None  # torch intra-op threads on CPU
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation and test-time methods (Section 4, Tables 5, 7, 9)."""
+
+    scales: list[float] = field(default_factory=lambda: [1.0])
+    flip: bool = False
+    crf: bool = False
+    boundary_width: int = 7
+    tile: int | list[int] | None = None  # sliding window size; None = whole image
+    tile_overlap: float = 1 / 3
+    batch_size: int = 1
+
+
+@dataclass
+class Config:
+    """Everything a run needs. ``out_dir`` holds config, logs and checkpoints."""
+
+    name: str = "run"
+    out_dir: str = "runs/run"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _check_value(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the type annotation ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in typing.get_args(tp):
+            try:
+                return _check_value(value, arg, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{where}: expected null, got {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (arg,) = typing.get_args(tp)
+        return [_check_value(v, arg, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    raise ConfigError(f"{where}: unsupported type {tp}")
+
+
+def _type_name(tp: Any) -> str:
+    return str(tp).replace("typing.", "")
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
+        tp = hints[key]
+        sub = f"{where}.{key}" if where else key
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value or {}, sub)
+        else:
+            kwargs[key] = _check_value(value, tp, sub)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
+    """Build a checked :class:`Config` from plain data; errors name ``source`` and the key."""
+    try:
+        return _build(Config, data or {}, "")
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: {p} is not a section")
+    node[parts[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["train.iterations=100", "model.k=[7,7,7,7]"]`` -> nested dict; values are YAML."""
+    data: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected section.key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(data, key.strip(), value)
+    return data
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict update: ``extra`` wins, nested mappings are merged."""
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (optional) and apply ``key=value`` overrides."""
+    data: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+    if overrides:
+        data = _merge(data, parse_overrides(overrides))
+        source = f"{source} + overrides" if path is not None else "overrides"
+    return config_from_dict(data, source)

@@ -1,0 +1,126 @@
+"""Feature networks (Section 3.2): ResNets from torchvision giving res-2..res-5.
+
+Weights come from torchvision's weights API (``weights="DEFAULT"`` or an enum
+name such as ``"IMAGENET1K_V2"``) or from a local file (``.safetensors``, or a
+``.pth``/``.pt`` state dict read with ``weights_only=True``). Nothing is ever
+unpickled beyond tensors.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+from torch import nn
+
+from ..errors import GcnsegError
+from .resnet_gcn import resnet50_gcn
+
+# name -> (constructor, channels of res-2..res-5)
+BACKBONES: dict[str, tuple[Callable[..., nn.Module], tuple[int, int, int, int]]] = {
+    "resnet18": (torchvision.models.resnet18, (64, 128, 256, 512)),
+    "resnet34": (torchvision.models.resnet34, (64, 128, 256, 512)),
+    "resnet50": (torchvision.models.resnet50, (256, 512, 1024, 2048)),
+    "resnet101": (torchvision.models.resnet101, (256, 512, 1024, 2048)),
+    "resnet152": (torchvision.models.resnet152, (256, 512, 1024, 2048)),
+    "resnet50_gcn": (resnet50_gcn, (256, 512, 1024, 2048)),
+}
+
+
+class WeightsError(GcnsegError):
+    """Pretrained weights could not be found or read."""
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors`` or a tensors-only ``.pth``/``.pt`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt file, or a pickle holding more than tensors
+        raise WeightsError(f"{path}: not a readable state dict ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and set(state) == {key}:
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path}: expected a mapping of parameter names to tensors")
+    return state
+
+
+def _torchvision_weights(name: str, weights: str):
+    """Resolve ``"DEFAULT"``/``"IMAGENET1K_V2"``/``"ResNet50_Weights.IMAGENET1K_V2"`` to a weights enum."""
+    enum = torchvision.models.get_model_weights(name)
+    key = weights.split(".")[-1]
+    try:
+        return enum[key] if key != "DEFAULT" else enum.DEFAULT
+    except KeyError:
+        raise WeightsError(
+            f"unknown weights {weights!r} for {name}; choose DEFAULT, one of {', '.join(w.name for w in enum)}, or a local file"
+        ) from None
+
+
+def load_pretrained(model: nn.Module, name: str, weights: str | os.PathLike) -> None:
+    """Load ImageNet weights into a classifier ``model`` (before its head is dropped)."""
+    if Path(weights).suffix in (".safetensors", ".pth", ".pt", ".bin") or Path(weights).exists():
+        state = read_state_dict(weights)
+        source = str(weights)
+    else:
+        if name not in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"):
+            raise WeightsError(
+                f"no published weights for {name}: pretrain it on ImageNet (paper 4.1.2) and pass the file as weights=PATH"
+            )
+        w = _torchvision_weights(name, str(weights))
+        cache = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
+        try:
+            state = w.get_state_dict(progress=False, check_hash=True)
+        except Exception as e:
+            raise WeightsError(
+                f"could not download {w} ({type(e).__name__}); fetch {w.url} on a machine with network "
+                f"and put it at {cache}, or pass weights=/path/to/file"
+            ) from None
+        source = str(w)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("fc.")]
+    unexpected = [k for k in unexpected if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise WeightsError(
+            f"{source}: does not fit {name} (missing {len(missing)} keys e.g. {missing[:2]}, unexpected {len(unexpected)} e.g. {unexpected[:2]})"
+        )
+
+
+class ResNetFeatures(nn.Module):
+    """A ResNet without its classifier, returning the res-2..res-5 feature maps
+    (strides 4, 8, 16, 32; Fig. 2A)."""
+
+    def __init__(self, resnet: nn.Module, channels: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
+        self.res2, self.res3, self.res4, self.res5 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        c2 = self.res2(self.stem(x))
+        c3 = self.res3(c2)
+        c4 = self.res4(c3)
+        c5 = self.res5(c4)
+        return [c2, c3, c4, c5]
+
+
+def build_backbone(name: str = "resnet50", weights: str | os.PathLike | None = None) -> ResNetFeatures:
+    """A feature network by name (see :data:`BACKBONES`), optionally with pretrained weights."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(BACKBONES)}")
+    make, channels = BACKBONES[name]
+    model = make(weights=None)
+    if weights is not None:
+        load_pretrained(model, name, weights)
+    return ResNetFeatures(model, channels)

@@ -1,0 +1,128 @@
+"""The whole pipeline of Figure 2A: ResNet -> GCN -> BR -> deconvolution decoder.
+
+A score head (GCN by default) and a Boundary Refinement block on each of
+res-2..res-5; top-down, the coarser score map is upsampled x2 by a
+deconvolution initialised to bilinear interpolation, added to the next finer
+one and refined by BR; from res-2 (stride 4) two more deconvolution + BR steps
+reach the input resolution: nine BR blocks in all (FCN-4 style, Section 3.2).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones import build_backbone
+from .gcn import BoundaryRefine, build_head
+
+
+def bilinear_kernel(channels: int, size: int = 4) -> torch.Tensor:
+    """FCN's bilinear upsampling filter as a ``(C, C, size, size)`` deconvolution
+    weight: diagonal across channels, so class scores do not mix at init."""
+    factor = (size + 1) // 2
+    center = factor - 1 if size % 2 == 1 else factor - 0.5
+    og = torch.arange(size, dtype=torch.float64)
+    filt1d = 1 - (og - center).abs() / factor
+    filt = torch.outer(filt1d, filt1d).float()
+    weight = torch.zeros(channels, channels, size, size)
+    weight[range(channels), range(channels)] = filt
+    return weight
+
+
+class Deconv2x(nn.Module):
+    """Learnable x2 upsampling (FCN's "deconvolution", Section 3.2).
+
+    A 4x4 stride-2 ``ConvTranspose2d`` initialised to bilinear interpolation. The
+    input is padded by one replicated pixel first, so that a fresh layer equals
+    ``F.interpolate(scale_factor=2, mode="bilinear", align_corners=False)`` at
+    every pixel, borders included. The output is cropped to ``size``.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.deconv = nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1, bias=False)
+        with torch.no_grad():
+            self.deconv.weight.copy_(bilinear_kernel(channels))
+
+    def forward(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        y = self.deconv(F.pad(x, (1, 1, 1, 1), mode="replicate"))
+        return y[:, :, 2 : 2 + size[0], 2 : 2 + size[1]]
+
+
+class Bilinear2x(nn.Module):
+    """Parameter-free alternative to :class:`Deconv2x` (``upsample="bilinear"``)."""
+
+    def forward(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def _per_stage(k: int | Sequence[int]) -> tuple[int, int, int, int]:
+    ks = (k,) * 4 if isinstance(k, int) else tuple(k)
+    if len(ks) != 4:
+        raise ValueError(f"k must be one odd int or four (res-2..res-5), got {k!r}")
+    return ks  # type: ignore[return-value]
+
+
+class GCNSeg(nn.Module):
+    """Global Convolutional Network for semantic segmentation (Fig. 2A).
+
+    Args:
+        num_classes: number of score maps.
+        backbone: a name from :data:`gcnseg.models.backbones.BACKBONES`.
+        head: ``"gcn"`` (paper), ``"conv1x1"`` (Table 1 baseline), ``"convkxk"``
+            (Table 2) or ``"stack"`` (Tables 3-4).
+        k: kernel size, one odd int or one per stage res-2..res-5.
+        br: Boundary Refinement blocks (``False`` gives the Table 1 networks).
+        upsample: ``"deconv"`` (paper) or ``"bilinear"``.
+        weights: backbone weights (``"DEFAULT"``, an enum name or a file).
+        m: intermediate width of ``"stack"`` heads (Table 4).
+
+    The output has exactly the input's height and width, for any input size.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: str = "resnet50",
+        head: str = "gcn",
+        k: int | Sequence[int] = 15,
+        br: bool = True,
+        upsample: str = "deconv",
+        weights: str | os.PathLike | None = None,
+        m: int | None = None,
+    ) -> None:
+        super().__init__()
+        if upsample not in ("deconv", "bilinear"):
+            raise ValueError(f"upsample must be 'deconv' or 'bilinear', got {upsample!r}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        ks = _per_stage(k)
+        self.num_classes = num_classes
+        self.backbone = build_backbone(backbone, weights)
+        self.heads = nn.ModuleList(
+            build_head(head, c, num_classes, kk, m) for c, kk in zip(self.backbone.channels, ks)
+        )
+
+        def refine() -> nn.Module:
+            return BoundaryRefine(num_classes) if br else nn.Identity()
+
+        def up() -> nn.Module:
+            return Deconv2x(num_classes) if upsample == "deconv" else Bilinear2x()
+
+        self.head_br = nn.ModuleList(refine() for _ in range(4))  # after each score head
+        self.up = nn.ModuleList(up() for _ in range(5))  # res-5->4, 4->3, 3->2, then x2, x2
+        self.fuse_br = nn.ModuleList(refine() for _ in range(5))  # after each upsampling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        feats = self.backbone(x)
+        scores = [br(head(f)) for head, br, f in zip(self.heads, self.head_br, feats)]
+        s = scores[3]
+        for i, finer in enumerate(reversed(scores[:3])):  # res-4, res-3, res-2
+            s = self.fuse_br[i](self.up[i](s, finer.shape[-2:]) + finer)
+        s = self.fuse_br[3](self.up[3](s, ((h + 1) // 2, (w + 1) // 2)))
+        return self.fuse_br[4](self.up[4](s, (h, w)))
