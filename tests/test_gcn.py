@@ -1,0 +1,109 @@
+"""GCN module, BR block and heads: exact parameter counts of Tables 2 and 4, shapes, errors."""
+
+import pytest
+import torch
+from torch import nn
+
+from gcnseg.models import BoundaryRefine, GlobalConv, build_head
+
+
+def n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+# Table 2: "# of Params" of the head after res-5 (2048 channels in, 21 classes).
+# The paper rounds to thousands (260,694 is printed 260K, 3,483,648 as 3484K):
+# every printed value is within 1K of the exact count.
+
+
+def matches_paper(exact: int, paper_k: int) -> bool:
+    return abs(exact / 1000 - paper_k) < 1
+
+@pytest.mark.parametrize("k, paper_k", [(3, 260), (5, 434), (7, 608), (9, 782)])
+def test_gcn_params_table2(k, paper_k):
+    head = build_head("gcn", 2048, 21, k)
+    closed_form = 2 * (2048 * 21 * k + 21 * 21 * k)
+    assert n_params(head) == closed_form
+    assert matches_paper(closed_form, paper_k)
+
+
+@pytest.mark.parametrize("k, paper_k", [(3, 387), (5, 1075), (7, 2107), (9, 3484)])
+def test_convkxk_params_table2(k, paper_k):
+    head = build_head("convkxk", 2048, 21, k)
+    assert n_params(head) == 2048 * 21 * k * k
+    assert matches_paper(n_params(head), paper_k)
+
+
+# Table 4: k = 7 stacks of three 3x3 convolutions with m intermediate channels.
+@pytest.mark.parametrize("m, paper_k", [(2048, 75885), (1024, 28505), (210, 4307)])
+def test_stack_params_table4(m, paper_k):
+    head = build_head("stack", 2048, 21, 7, m=m)
+    closed_form = 9 * (2048 * m + m * m + m * 21)
+    assert n_params(head) == closed_form
+    assert matches_paper(closed_form, paper_k)
+
+
+def test_stack_default_width_is_input_channels():
+    head = build_head("stack", 64, 5, 7)
+    assert [c.out_channels for c in head] == [64, 64, 5]
+    assert all(c.kernel_size == (3, 3) for c in head)
+    assert len(build_head("stack", 64, 5, 3)) == 1
+    assert len(build_head("stack", 64, 5, 15)) == 7
+
+
+def test_conv1x1_params():
+    assert n_params(build_head("conv1x1", 2048, 21)) == 2048 * 21
+
+
+def test_gcn_structure_and_no_nonlinearity():
+    g = GlobalConv(8, 4, 5)
+    kernels = [c.kernel_size for c in g.left] + [c.kernel_size for c in g.right]
+    assert kernels == [(5, 1), (1, 5), (1, 5), (5, 1)]
+    assert all(c.bias is None for c in list(g.left) + list(g.right))
+    # no nonlinearity: the module is linear in its input
+    x, y = torch.randn(2, 8, 9, 11), torch.randn(2, 8, 9, 11)
+    torch.testing.assert_close(g(2 * x - 3 * y), 2 * g(x) - 3 * g(y), atol=1e-4, rtol=1e-4)
+
+
+def test_gcn_equals_dense_kxk_kernel():
+    """GCN is a sum of two rank-1 separable kxk kernels (Section 3.1)."""
+    g = GlobalConv(1, 1, 5)
+    x = torch.randn(1, 1, 12, 12)
+    a1, a2 = g.left[0].weight[0, 0, :, 0], g.left[1].weight[0, 0, 0, :]
+    b1, b2 = g.right[0].weight[0, 0, 0, :], g.right[1].weight[0, 0, :, 0]
+    dense = torch.outer(a1, a2) + torch.outer(b2, b1)
+    ref = torch.nn.functional.conv2d(x, dense[None, None], padding=2)
+    torch.testing.assert_close(g(x), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["gcn", "conv1x1", "convkxk", "stack"])
+@pytest.mark.parametrize("hw", [(16, 16), (7, 13), (1, 1)])
+def test_heads_preserve_size(kind, hw):
+    head = build_head(kind, 16, 3, k=7)
+    assert head(torch.randn(2, 16, *hw)).shape == (2, 3, *hw)
+
+
+@pytest.mark.parametrize("k", [0, 2, 4, -3, 1.5, True])
+def test_even_or_bad_k_rejected(k):
+    with pytest.raises(ValueError, match="odd"):
+        GlobalConv(4, 2, k)
+    with pytest.raises(ValueError, match="odd"):
+        build_head("convkxk", 4, 2, k)
+
+
+def test_unknown_head_kind():
+    with pytest.raises(ValueError, match="unknown head kind 'fcn'"):
+        build_head("fcn", 4, 2)
+
+
+def test_boundary_refine_is_residual():
+    br = BoundaryRefine(3)
+    nn.init.zeros_(br.conv2.weight)
+    nn.init.zeros_(br.conv2.bias)
+    x = torch.randn(2, 3, 5, 7)
+    torch.testing.assert_close(br(x), x)  # R(S) = 0 -> S~ = S
+    br = BoundaryRefine(3)
+    assert br(x).shape == x.shape
+    manual = x + br.conv2(torch.relu(br.conv1(x)))
+    torch.testing.assert_close(br(x), manual)
+    assert [br.conv1.kernel_size, br.conv2.kernel_size] == [(3, 3), (3, 3)]

@@ -1,0 +1,95 @@
+"""The whole network of Fig. 2A: shapes for every backbone and head, odd sizes, the
+deconvolution, the nine BR blocks, gradients."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gcnseg.models import BoundaryRefine, Deconv2x, GCNSeg, bilinear_kernel
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_gcn"])
+def test_every_backbone_output_shape(backbone):
+    model = GCNSeg(5, backbone=backbone, k=3).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 33, 47))
+    assert out.shape == (2, 5, 33, 47)
+
+
+@pytest.mark.parametrize("head", ["gcn", "conv1x1", "convkxk", "stack"])
+@pytest.mark.parametrize("upsample", ["deconv", "bilinear"])
+def test_every_head_and_upsampling(head, upsample):
+    model = GCNSeg(3, backbone="resnet18", head=head, k=5, upsample=upsample, m=16).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 97, 131)).shape == (2, 3, 97, 131)
+
+
+@pytest.mark.parametrize("hw", [(97, 131), (321, 479), (64, 64), (1, 1), (33, 2)])
+def test_odd_sizes(hw):
+    model = GCNSeg(4, backbone="resnet18", k=7).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, *hw)).shape == (1, 4, *hw)
+
+
+def test_nine_boundary_refine_blocks_and_no_br():
+    model = GCNSeg(21, backbone="resnet18", k=15)
+    assert sum(isinstance(m, BoundaryRefine) for m in model.modules()) == 9
+    assert sum(isinstance(m, Deconv2x) for m in model.modules()) == 5
+    plain = GCNSeg(21, backbone="resnet18", k=15, br=False)
+    assert sum(isinstance(m, BoundaryRefine) for m in plain.modules()) == 0
+    # the only difference: 9 BR blocks of two 3x3 convs with bias over 21 channels
+    per_br = 2 * (21 * 21 * 9 + 21)
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(model) - n(plain) == 9 * per_br
+
+
+def test_per_stage_k():
+    model = GCNSeg(3, backbone="resnet18", k=[3, 5, 7, 9])
+    assert [h.k for h in model.heads] == [3, 5, 7, 9]
+    with pytest.raises(ValueError, match="four"):
+        GCNSeg(3, backbone="resnet18", k=[3, 5])
+    with pytest.raises(ValueError, match="odd"):
+        GCNSeg(3, backbone="resnet18", k=[3, 5, 7, 8])
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown backbone 'vgg16'"):
+        GCNSeg(3, backbone="vgg16")
+    with pytest.raises(ValueError, match="upsample"):
+        GCNSeg(3, backbone="resnet18", upsample="nearest")
+    with pytest.raises(ValueError, match="num_classes"):
+        GCNSeg(0, backbone="resnet18")
+
+
+def test_fresh_deconvolution_is_bilinear_upsampling():
+    up = Deconv2x(4)
+    x = torch.randn(2, 4, 7, 10)
+    ref = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(up(x, (14, 20)), ref, atol=1e-5, rtol=1e-5)
+    # cropping to an odd target keeps the top-left alignment
+    torch.testing.assert_close(up(x, (13, 19)), ref[..., :13, :19], atol=1e-5, rtol=1e-5)
+    assert up.deconv.weight.requires_grad
+
+
+def test_bilinear_kernel_is_fcn_filter():
+    w = bilinear_kernel(2)
+    f = torch.tensor([0.25, 0.75, 0.75, 0.25])
+    torch.testing.assert_close(w[0, 0], torch.outer(f, f))
+    assert w[0, 1].abs().sum() == 0 and w[1, 0].abs().sum() == 0
+
+
+def test_every_parameter_gets_a_gradient():
+    model = GCNSeg(3, backbone="resnet18", k=5)
+    out = model(torch.randn(2, 3, 64, 48))
+    loss = F.cross_entropy(out, torch.randint(0, 3, (2, 64, 48)))
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert missing == []
+    zero = [n for n, p in model.named_parameters() if p.grad.abs().sum() == 0]
+    assert zero == []
+
+
+def test_resnet50_gcn_as_segmentation_backbone_gets_gradients():
+    model = GCNSeg(2, backbone="resnet50_gcn", k=3, br=False)
+    model(torch.randn(2, 3, 64, 64)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
