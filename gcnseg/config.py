@@ -89,8 +89,10 @@ class TrainConfig:
     amp: str | None = None  # None | bf16 | fp16 (CUDA)
     channels_last: bool = False
     sync_bn: bool = False
+    freeze_bn: bool = False  # BatchNorm in eval mode (the paper trains with batch size 1)
     init_from: str | None = None  # checkpoint of a previous stage
     threads: int | None = None  # torch intra-op threads on CPU
+    previews: int = 8  # validation images drawn as pictures at the end of training
 
 
 @dataclass

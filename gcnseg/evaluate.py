@@ -1,0 +1,209 @@
+"""Evaluation (Section 4): mean IoU from a confusion matrix accumulated image by
+image, boundary vs internal accuracy (Table 5), and the test-time methods of
+Tables 7 and 9 (multi-scale, flip, dense CRF, sliding window); ``gcnseg eval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import Dataset
+
+from .config import EvalConfig
+
+
+def _denormalize(image: torch.Tensor, mean, std) -> np.ndarray:
+    """Normalised ``3xHxW`` tensor back to ``HxWx3`` uint8 (for CRF and pictures)."""
+    m = torch.tensor(mean).view(3, 1, 1)
+    s = torch.tensor(std).view(3, 1, 1)
+    return (image.cpu() * s + m).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    cfg: EvalConfig,
+    device: torch.device | str = "cpu",
+    num_classes: int | None = None,
+    ignore_index: int = 255,
+    show_progress: bool = True,
+    amp_dtype: torch.dtype | None = None,
+    mean=(0.485, 0.456, 0.406),
+    std=(0.229, 0.224, 0.225),
+) -> dict[str, Any]:
+    """Score ``model`` on every image of ``dataset`` (items: normalised image, mask).
+
+    Under ``torch.distributed`` each process takes every world-th image and the
+    confusion matrices are summed across processes.
+    """
+    from tqdm import tqdm
+
+    from .inference import predict_scores
+    from .metrics import BoundaryAccuracy, ConfusionMatrix
+
+    device = torch.device(device)
+    num_classes = num_classes or dataset.num_classes
+    was_training = model.training
+    model.eval()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    cm = ConfusionMatrix(num_classes, ignore_index)
+    band = BoundaryAccuracy(cfg.boundary_width, ignore_index)
+    crf = None
+    if cfg.crf:
+        from .crf import dense_crf as crf
+    indices = range(rank, len(dataset), world)
+    for i in tqdm(indices, disable=not (show_progress and rank == 0), desc="eval", unit="img", mininterval=1.0):
+        image, mask = dataset[i]
+        with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else _null():
+            probs = predict_scores(model, image[None].to(device), scales=tuple(cfg.scales), flip=cfg.flip,
+                                   tile=cfg.tile, overlap=cfg.tile_overlap)
+        if crf is not None:
+            pred = torch.from_numpy(crf(_denormalize(image, mean, std), probs[0].float().cpu().numpy())).long()[None]
+        else:
+            pred = probs.argmax(1).cpu()
+        cm.update(pred, mask[None])
+        band.update(pred, mask[None])
+    if world > 1:
+        cm.all_reduce()
+        band.all_reduce()
+    model.train(was_training)
+    return {**cm.compute(), **band.compute()}
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+@torch.inference_mode()
+def write_previews(model: nn.Module, dataset: Dataset, out_dir: Path, n: int, device: torch.device | str = "cpu") -> Path:
+    """Side-by-side pictures (image | ground truth | prediction | overlay) of the first ``n`` images."""
+    from .inference import predict_scores
+    from .visualize import colorize, overlay, panel
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    palette = dataset.palette
+    for i in range(min(n, len(dataset))):
+        image, _ = dataset[i]
+        rgb, mask = dataset.load(i)
+        rgb = np.asarray(rgb.convert("RGB"))
+        pred = predict_scores(model, image[None].to(device)).argmax(1)[0].cpu().numpy()
+        if pred.shape != mask.shape:  # evaluation resize: draw at the network's size
+            from PIL import Image
+
+            rgb = np.asarray(Image.fromarray(rgb).resize(pred.shape[::-1], Image.BILINEAR))
+            mask = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(pred.shape[::-1], Image.NEAREST))
+        pic = panel([rgb, colorize(mask, palette), colorize(pred, palette), overlay(rgb, pred, palette)],
+                    ["image", "ground truth", "prediction", "overlay"])
+        pic.save(out_dir / f"{i:03d}_{dataset.name(i)}.png")
+    model.train(was_training)
+    return out_dir
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or its model.safetensors")
+    p.add_argument("--data", dest="dataset", help="dataset name (default: the checkpoint's)")
+    p.add_argument("--root", help="dataset root (default: the checkpoint's)")
+    p.add_argument("--split", default=None, help="split (default: the config's val_split)")
+    p.add_argument("--ms", action="store_true", help="multi-scale testing, scales 0.5..1.75 (Table 7)")
+    p.add_argument("--scales", type=float, nargs="+", help="explicit test scales")
+    p.add_argument("--flip", action="store_true", help="average with the horizontally flipped image")
+    p.add_argument("--crf", action="store_true", help="dense CRF post-processing (pip install 'gcnseg[crf]')")
+    p.add_argument("--tile", type=int, nargs="+", help="sliding-window tile size (H [W])")
+    p.add_argument("--boundary-width", type=int, help="boundary band width in pixels (Table 5: 7)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", dest="json_out", help="also write the result to this JSON file")
+    p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.eval_size=256")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model
+    from .config import _merge, config_from_dict, parse_overrides
+    from .data import build_dataset
+    from .inference import DEFAULT_MS_SCALES
+    from .metrics import format_metrics
+    from .train import resolve_device
+
+    model, cfg, meta = load_model(args.checkpoint)
+    if args.overrides:
+        cfg = config_from_dict(_merge(cfg.to_dict(), parse_overrides(args.overrides)), "overrides")
+    if args.dataset:
+        cfg.data.dataset = args.dataset
+    if args.root:
+        cfg.data.root = args.root
+    e = cfg.eval
+    if args.ms:
+        e.scales = list(DEFAULT_MS_SCALES)
+    if args.scales:
+        e.scales = args.scales
+    e.flip = e.flip or args.flip
+    e.crf = e.crf or args.crf
+    if args.tile:
+        e.tile = args.tile[0] if len(args.tile) == 1 else args.tile[:2]
+    if args.boundary_width is not None:
+        e.boundary_width = args.boundary_width
+    if e.crf:
+        from .crf import require_crf
+
+        require_crf()
+    split = args.split or cfg.data.val_split
+    dataset = build_dataset(cfg.data, split, train=False)
+    if dataset.num_classes != meta["num_classes"]:
+        from .errors import GcnsegError
+
+        raise GcnsegError(f"{args.checkpoint}: model has {meta['num_classes']} classes, dataset {cfg.data.dataset} has {dataset.num_classes}")
+    if args.limit:
+        dataset = _Head(dataset, args.limit)
+    device = resolve_device(args.device)
+    result = evaluate(model.to(device), dataset, e, device, meta["num_classes"], cfg.data.ignore_index,
+                      mean=cfg.data.mean, std=cfg.data.std)
+    print(format_metrics(result, meta.get("classes")))
+    if args.json_out:
+        out = {"checkpoint": str(args.checkpoint), "dataset": cfg.data.dataset, "split": split,
+               "scales": e.scales, "flip": e.flip, "crf": e.crf, "images": len(dataset),
+               **{k: v for k, v in result.items() if k != "matrix"}}
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(out, indent=2, default=_jsonable))
+        print(f"written {args.json_out}")
+    return 0
+
+
+def _jsonable(x):
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(type(x))
+
+
+class _Head(Dataset):
+    """The first ``n`` items of a dataset, keeping its attributes."""
+
+    def __init__(self, dataset, n: int) -> None:
+        self.dataset, self.n = dataset, min(n, len(dataset))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        return self.dataset[i]
+
+    def __getattr__(self, name):
+        return getattr(self.dataset, name)

@@ -1,0 +1,116 @@
+"""``gcnseg predict``: segment any images and write pictures a person can look at.
+
+For each input image ``NAME``: ``NAME_label.png`` (class ids in a palette PNG
+with the dataset's colours), ``NAME_overlay.png`` (colours over the image) and
+``NAME_side.png`` (image | prediction | overlay). An unreadable file is reported
+and skipped; the rest go on. Inputs are never overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DataError, GcnsegError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+def find_images(inputs: list[str]) -> list[Path]:
+    """Files as given, folders searched recursively for images (sorted)."""
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.exists():
+            found.append(p)
+        else:
+            raise GcnsegError(f"{p}: no such file or folder")
+    return found
+
+
+def to_input(image: np.ndarray, mean, std) -> torch.Tensor:
+    """``HxWx3`` uint8 -> normalised ``1x3xHxW`` float (mean subtraction, Section 4)."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255)
+    return ((x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1))[None]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or its model.safetensors")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="images or folders (searched recursively)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--ms", action="store_true", help="multi-scale testing, scales 0.5..1.75")
+    p.add_argument("--flip", action="store_true", help="average with the horizontally flipped image")
+    p.add_argument("--crf", action="store_true", help="dense CRF post-processing (pip install 'gcnseg[crf]')")
+    p.add_argument("--tile", type=int, help="sliding-window tile size for large images")
+    p.add_argument("--device", default="auto")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model
+    from .data.io import read_image
+    from .inference import DEFAULT_MS_SCALES, predict_scores
+    from .train import resolve_device
+    from .visualize import colorize, label_image, overlay, panel
+
+    model, cfg, meta = load_model(args.checkpoint)
+    device = resolve_device(args.device)
+    model.to(device)
+    if args.crf:
+        from .crf import dense_crf, require_crf
+
+        require_crf()
+    files = find_images(args.inputs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = {f.resolve() for f in files}
+    palette = [tuple(c) for c in meta["palette"]]
+    scales = DEFAULT_MS_SCALES if args.ms else tuple(cfg.eval.scales)
+    failed = 0
+    for f in files:
+        try:
+            rgb = np.asarray(read_image(f))
+        except DataError as e:
+            print(f"gcnseg: skipped {e}", file=sys.stderr)
+            failed += 1
+            continue
+        stem = f.stem
+        targets = {kind: out / f"{stem}_{kind}.png" for kind in ("label", "overlay", "side")}
+        clash = [t for t in targets.values() if t.resolve() in inputs]
+        if clash:
+            print(f"gcnseg: skipped {f}: output {clash[0]} would overwrite an input", file=sys.stderr)
+            failed += 1
+            continue
+        with torch.inference_mode():
+            probs = predict_scores(model, to_input(rgb, cfg.data.mean, cfg.data.std).to(device), scales=scales,
+                                   flip=args.flip or cfg.eval.flip, tile=args.tile or cfg.eval.tile,
+                                   overlap=cfg.eval.tile_overlap)
+        if args.crf:
+            pred = dense_crf(rgb, probs[0].float().cpu().numpy())
+        else:
+            pred = probs.argmax(1)[0].cpu().numpy()
+        over = overlay(rgb, pred, palette)
+        _save(label_image(pred, palette), targets["label"])
+        _save_array(over, targets["overlay"])
+        _save(panel([rgb, colorize(pred, palette), over], ["image", "prediction", "overlay"]), targets["side"])
+        print(f"{f} -> {targets['side']}")
+    print(f"{len(files) - failed} of {len(files)} images written to {out}" + (f", {failed} skipped" if failed else ""))
+    return 1 if failed and failed == len(files) else 0
+
+
+def _save(img, path: Path) -> None:
+    """Write through a temporary file so that a kill never leaves half a picture."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    img.save(tmp, format="PNG")
+    tmp.replace(path)
+
+
+def _save_array(arr: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    _save(Image.fromarray(arr), path)

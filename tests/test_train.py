@@ -1,0 +1,138 @@
+"""gcnseg train: a run folder that survives, exact resume, NaN stop, config errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import gcnseg.train as train_mod
+from gcnseg.checkpoint import load_model, resolve_checkpoint
+from gcnseg.cli import main
+from gcnseg.config import load_config
+from gcnseg.train import TrainingError, train
+
+TINY = [
+    "model.backbone=resnet18", "model.k=3", "model.br=true",
+    "data.dataset=synthetic-shapes",
+    "data.options={size: 32, num_classes: 3, length: 12, eval_length: 4, seed: 1}",
+    "optim.name=sgd", "optim.lr=0.01", "optim.momentum=0.9",
+    "train.batch_size=2", "train.log_every=1", "train.threads=1", "train.previews=2",
+    "train.deterministic=true",
+]
+
+
+def tiny(tmp_path: Path, *extra: str):
+    return load_config(None, TINY + [f"out_dir={tmp_path}"] + list(extra))
+
+
+def test_run_folder_contents(tmp_path):
+    run = tmp_path / "run"
+    cfg = tiny(run, "train.iterations=4", "train.val_every=2")
+    summary = train(cfg, show_progress=False)
+    for name in ("config.yaml", "last.json", "best.json", "metrics.jsonl", "summary.json", "curves.png"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").iterdir())
+    assert len(list((run / "previews").glob("*.png"))) == 2
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in records if r["split"] == "train"]
+    val_steps = [r["step"] for r in records if r["split"] == "val"]
+    assert train_steps == [1, 2, 3, 4] and val_steps == [2, 4]
+    assert all({"loss", "lr", "img_per_s"} <= set(r) for r in records if r["split"] == "train")
+    # poly schedule: lr decays to 0 at the last step
+    assert records[-2]["lr"] == pytest.approx(0.0) or [r for r in records if r["split"] == "train"][-1]["lr"] == pytest.approx(0.0)
+    # the last checkpoint: safetensors weights + JSON sidecar, loadable into a fresh model
+    ckpt = resolve_checkpoint(run, "last")
+    meta = json.loads((ckpt / "model.json").read_text())
+    assert meta["step"] == 4 and meta["num_classes"] == 3 and meta["classes"][0] == "background"
+    assert "miou" in meta["metrics"] and meta["config"]["model"]["k"] == 3
+    model, cfg2, meta2 = load_model(run)
+    assert cfg2.model.backbone == "resnet18" and not model.training
+    assert 0.0 <= summary["final"]["miou"] <= 1.0 and summary["steps"] == 4
+    # only the checkpoints that a pointer names are kept
+    kept = {p.name for p in (run / "checkpoints").iterdir()}
+    assert kept == {Path(json.loads((run / n).read_text())["path"]).name for n in ("last.json", "best.json")}
+
+
+def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
+    full = tmp_path / "full"
+    train(tiny(full, "train.iterations=6", "train.checkpoint_every=2", "train.previews=0"), show_progress=False)
+
+    part = tmp_path / "part"
+
+    def killed(step):
+        if step == 5:
+            raise KeyboardInterrupt  # killed between checkpoints: step 4 is the last one
+    monkeypatch.setattr(train_mod, "_after_step", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(part, "train.iterations=6", "train.checkpoint_every=2", "train.previews=0"), show_progress=False)
+    assert json.loads((part / "last.json").read_text())["step"] == 4
+    monkeypatch.setattr(train_mod, "_after_step", lambda step: None)
+    assert main(["train", "--resume", str(part), "--no-progress"]) == 0
+
+    a = load_file(str(resolve_checkpoint(full, "last") / "model.safetensors"))
+    b = load_file(str(resolve_checkpoint(part, "last") / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, capsys):
+    run = tmp_path / "nan"
+    cfg = tiny(run, "train.iterations=20", "train.checkpoint_every=1", "optim.lr=1e12", "optim.momentum=0.0",
+               "optim.schedule=constant")
+    with pytest.raises(TrainingError, match=r"loss is (nan|inf) at step \d+") as err:
+        train(cfg, show_progress=False)
+    assert "last good checkpoint" in str(err.value)
+    ckpt = resolve_checkpoint(run, "last")
+    weights = load_file(str(ckpt / "model.safetensors"))
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(tiny(run, "train.iterations=2", "train.previews=0"), show_progress=False)
+    before = (run / "last.json").read_text()
+    code = main(["train", *TINY, f"out_dir={run}", "train.iterations=2", "--no-progress"])
+    assert code == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (run / "last.json").read_text() == before
+
+
+def test_bad_config_is_one_line_naming_the_file(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  kernel: 15\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(bad) in err and "unknown key 'kernel'" in err
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml: config file not found" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "--resume takes the folder of an earlier run" in capsys.readouterr().err
+
+
+def test_init_from_previous_stage(tmp_path):
+    stage1 = tmp_path / "s1"
+    train(tiny(stage1, "train.iterations=2", "train.previews=0"), show_progress=False)
+    stage2 = tmp_path / "s2"
+    # zero iterations of stage 2: the weights are exactly those of stage 1
+    train(tiny(stage2, "train.iterations=0", f"train.init_from={stage1}", "train.previews=0"), show_progress=False)
+    a = load_file(str(resolve_checkpoint(stage1, "best") / "model.safetensors"))
+    b = load_file(str(resolve_checkpoint(stage2, "last") / "model.safetensors"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_repo_configs_are_valid():
+    root = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(p for p in root.glob("*.yaml"))
+    assert {"demo.yaml", "camvid.yaml", "voc_stage1.yaml", "voc_stage2.yaml", "voc_stage3.yaml",
+            "cityscapes_stage1.yaml", "cityscapes_stage2.yaml"} <= {p.name for p in files}
+    for p in files + [root / "ablations" / "voc.yaml"]:
+        cfg = load_config(p)
+        assert cfg.name and cfg.out_dir
+    assert load_config(root / "cityscapes_stage1.yaml").model.k == 25
+    s1 = load_config(root / "voc_stage1.yaml")
+    assert (s1.optim.name, s1.optim.momentum, s1.optim.weight_decay, s1.train.batch_size) == ("sgd", 0.99, 0.0005, 1)
+    assert s1.data.pad_size == 640 and load_config(root / "voc_stage2.yaml").data.pad_size == 512
