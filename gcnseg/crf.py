@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import GcnsegError
 
-__all__ = ["dense_crf", "CRF_INSTALL_HINT"]
+__all__ = ["dense_crf", "require_crf", "CRF_INSTALL_HINT"]
 
 CRF_INSTALL_HINT = "dense CRF needs pydensecrf2: pip install 'gcnseg[crf]'"
 
@@ -30,6 +30,12 @@ def _import_densecrf() -> Any:
     except ImportError:
         raise GcnsegError(CRF_INSTALL_HINT) from None
     return dcrf
+
+
+def require_crf() -> None:
+    """Fail early (before a long evaluation) with the one-line install hint when
+    pydensecrf2 is missing: raises :class:`gcnseg.errors.GcnsegError`."""
+    _import_densecrf()
 
 
 def _numpy(x: Any) -> np.ndarray:

@@ -29,6 +29,8 @@ Model = Callable[[torch.Tensor], torch.Tensor]
 def _pair(x: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(x, int):
         return x, x
+    if len(x) == 1:
+        return int(x[0]), int(x[0])
     h, w = x
     return int(h), int(w)
 

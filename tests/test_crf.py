@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gcnseg.crf import dense_crf
+from gcnseg.crf import dense_crf, require_crf
 from gcnseg.errors import GcnsegError
 
 
@@ -54,6 +54,10 @@ def test_crf_keeps_confident_predictions_and_accepts_tensors():
     assert np.array_equal(out, labels)
 
 
+def test_require_crf_passes_when_installed():
+    assert require_crf() is None
+
+
 def test_bad_shapes():
     image, labels = _two_halves(8, 8)
     with pytest.raises(ValueError, match="uint8"):
@@ -65,6 +69,8 @@ def test_bad_shapes():
 def test_missing_package_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pydensecrf", None)  # makes the import fail
     monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
+    with pytest.raises(GcnsegError, match=r"pip install 'gcnseg\[crf\]'"):
+        require_crf()
     image, labels = _two_halves(8, 8)
     with pytest.raises(GcnsegError) as e:
         dense_crf(image, np.ones((2, 8, 8), np.float32) / 2)
