@@ -20,15 +20,17 @@ from .errors import DataError, GcnsegError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 
 
-def find_images(inputs: list[str]) -> list[Path]:
-    """Files as given, folders searched recursively for images (sorted)."""
-    found: list[Path] = []
+def find_images(inputs: list[str]) -> list[tuple[Path, Path]]:
+    """``(file, output sub-folder)``: files as given, folders searched recursively
+    (sorted) with their sub-folders mirrored in the output."""
+    found: list[tuple[Path, Path]] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found += [(f, f.parent.relative_to(p)) for f in sorted(p.rglob("*"))
+                      if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
         elif p.exists():
-            found.append(p)
+            found.append((p, Path()))
         else:
             raise GcnsegError(f"{p}: no such file or folder")
     return found
@@ -36,7 +38,7 @@ def find_images(inputs: list[str]) -> list[Path]:
 
 def to_input(image: np.ndarray, mean, std) -> torch.Tensor:
     """``HxWx3`` uint8 -> normalised ``1x3xHxW`` float (mean subtraction, Section 4)."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255)
+    x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div(255)
     return ((x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1))[None]
 
 
@@ -68,24 +70,30 @@ def run(args: argparse.Namespace) -> int:
     files = find_images(args.inputs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    inputs = {f.resolve() for f in files}
+    inputs = {f.resolve() for f, _ in files}
+    written: set[Path] = set()
     palette = [tuple(c) for c in meta["palette"]]
     scales = DEFAULT_MS_SCALES if args.ms else tuple(cfg.eval.scales)
     failed = 0
-    for f in files:
+    for f, sub in files:
         try:
             rgb = np.asarray(read_image(f))
         except DataError as e:
             print(f"gcnseg: skipped {e}", file=sys.stderr)
             failed += 1
             continue
-        stem = f.stem
-        targets = {kind: out / f"{stem}_{kind}.png" for kind in ("label", "overlay", "side")}
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        stem, n = f.stem, 1
+        while (out / sub / f"{stem}_side.png").resolve() in written:  # same name from two places
+            n += 1
+            stem = f"{f.stem}-{n}"
+        targets = {kind: out / sub / f"{stem}_{kind}.png" for kind in ("label", "overlay", "side")}
         clash = [t for t in targets.values() if t.resolve() in inputs]
         if clash:
             print(f"gcnseg: skipped {f}: output {clash[0]} would overwrite an input", file=sys.stderr)
             failed += 1
             continue
+        written |= {t.resolve() for t in targets.values()}
         with torch.inference_mode():
             probs = predict_scores(model, to_input(rgb, cfg.data.mean, cfg.data.std).to(device), scales=scales,
                                    flip=args.flip or cfg.eval.flip, tile=args.tile or cfg.eval.tile,

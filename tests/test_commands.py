@@ -1,0 +1,132 @@
+"""gcnseg eval / predict / export on a tiny trained checkpoint."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gcnseg.checkpoint import load_model
+from gcnseg.cli import main
+from gcnseg.config import load_config
+from gcnseg.train import train
+
+TINY = [
+    "model.backbone=resnet18", "model.k=3",
+    "data.dataset=synthetic-shapes",
+    "data.options={size: 32, num_classes: 3, length: 8, eval_length: 3, seed: 3}",
+    "optim.name=adam", "optim.lr=0.001", "train.batch_size=2", "train.iterations=2",
+    "train.threads=1", "train.previews=1",
+]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run = tmp_path_factory.mktemp("cmd") / "run"
+    train(load_config(None, TINY + [f"out_dir={run}"]), show_progress=False)
+    return run
+
+
+def test_eval_prints_table_and_writes_json(run_dir, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--checkpoint", str(run_dir), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "mIoU" in text and "background" in text
+    result = json.loads(out.read_text())
+    assert result["images"] == 3 and len(result["iou"]) == 3
+    assert 0 <= result["miou"] <= 1 and "boundary_acc" in result and "internal_acc" in result
+    # the same numbers as the end of training (same checkpoint, same data)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert result["miou"] == pytest.approx(summary["final"]["miou"], abs=1e-9)
+
+
+def test_eval_multiscale_and_flip(run_dir, tmp_path, capsys):
+    out = tmp_path / "ms.json"
+    assert main(["eval", "--checkpoint", str(run_dir), "--ms", "--flip", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["scales"] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and result["flip"] is True
+
+
+def test_eval_bad_checkpoint(tmp_path, capsys):
+    assert main(["eval", "--checkpoint", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "no checkpoint here" in err and err.count("\n") == 1
+
+
+def _write_images(folder, n=2, size=(40, 30)):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+
+
+def test_predict_folder_skips_unreadable_files(run_dir, tmp_path, capsys):
+    src = tmp_path / "in"
+    _write_images(src / "sub")
+    (src / "broken.jpg").write_bytes(b"not a jpeg")
+    Image.fromarray(np.zeros((17, 23), np.uint8)).save(src / "gray.png")  # grayscale is converted
+    before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(run_dir), str(src), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "broken.jpg" in captured.err and "3 of 4 images written" in captured.out
+    for stem, size in (("sub/img0", (40, 30)), ("sub/img1", (40, 30)), ("gray", (23, 17))):
+        label = Image.open(out / f"{stem}_label.png")
+        assert label.mode == "P" and label.size == size
+        assert np.asarray(label).max() < 3
+        assert Image.open(out / f"{stem}_overlay.png").size == size
+        assert (out / f"{stem}_side.png").is_file()
+    assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before
+
+
+def test_predict_never_overwrites_inputs(run_dir, tmp_path, capsys):
+    src = tmp_path / "same"
+    _write_images(src, n=1)
+    victim = src / "img0_side.png"  # an input named like img0.png's output
+    Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(victim)
+    before = victim.read_bytes()
+    assert main(["predict", "--checkpoint", str(run_dir), str(src), "--out", str(src)]) == 0
+    captured = capsys.readouterr()
+    assert "img0.png: output" in captured.err and "would overwrite an input" in captured.err
+    assert victim.read_bytes() == before
+    assert "1 of 2 images written" in captured.out and (src / "img0_side_side.png").is_file()
+
+
+def test_predict_same_name_from_two_folders(run_dir, tmp_path, capsys):
+    _write_images(tmp_path / "a", n=1)
+    _write_images(tmp_path / "b", n=1, size=(20, 10))
+    out = tmp_path / "out"
+    args = ["predict", "--checkpoint", str(run_dir), str(tmp_path / "a" / "img0.png"), str(tmp_path / "b" / "img0.png")]
+    assert main(args + ["--out", str(out)]) == 0
+    assert Image.open(out / "img0_label.png").size == (40, 30)
+    assert Image.open(out / "img0-2_label.png").size == (20, 10)
+    # folders keep their structure
+    assert main(["predict", "--checkpoint", str(run_dir), str(tmp_path), "--out", str(tmp_path / "tree")]) == 0
+    assert (tmp_path / "tree" / "a" / "img0_side.png").is_file() and (tmp_path / "tree" / "b" / "img0_side.png").is_file()
+
+
+def test_predict_missing_input(run_dir, tmp_path, capsys):
+    assert main(["predict", "--checkpoint", str(run_dir), str(tmp_path / "nope.png"), "--out", str(tmp_path)]) == 2
+    assert "nope.png: no such file or folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_dynamic_sizes(run_dir, tmp_path, fmt):
+    out = tmp_path / ("m.onnx" if fmt == "onnx" else "m.pt")
+    assert main(["export", "--checkpoint", str(run_dir), "--format", fmt, "--out", str(out)]) == 0
+    model, _, _ = load_model(run_dir)
+    for hw in ((32, 48), (45, 61)):
+        x = torch.randn(1, 3, *hw)
+        with torch.no_grad():
+            ref = model(x).numpy()
+        if fmt == "onnx":
+            import onnxruntime as ort
+
+            sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+            got = sess.run(None, {"image": x.numpy()})[0]
+        else:
+            got = torch.jit.load(str(out))(x).detach().numpy()
+        assert got.shape == ref.shape == (1, 3, *hw)
+        np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
+        assert (got.argmax(1) == ref.argmax(1)).mean() > 0.999
