@@ -1,0 +1,133 @@
+"""``build_dataset``: a dataset (or several joined with ``+``) with its transforms.
+
+``DataConfig.dataset`` may join names with ``+`` (the paper's VOC Stage-1 is
+``coco_voc+voc_aug``, Section 4.2) and a split may join splits with ``+`` (the
+Cityscapes Stage-1 is ``train+train_extra``, Section 4.3). Each part is
+``DATASETS[name](root, split, **options)`` where
+
+* ``root`` is ``options[name]["root"]`` if given, else ``cfg.root``;
+* ``options`` are the entries of ``cfg.options`` that are not per-dataset
+  mappings, updated with ``cfg.options[name]`` (a mapping) if present;
+* ``options[name]["splits"]`` (optional) renames a requested split for that
+  part, or leaves the part out of it with ``null``.
+
+Example (VOC Stage-1, validated on VOC val only)::
+
+    dataset: coco_voc+voc_aug
+    root: /data/voc            # holds VOCdevkit/ and benchmark_RELEASE/
+    options: {coco_voc: {root: /data/coco, splits: {val: null}}}
+"""
+
+from __future__ import annotations
+
+import bisect
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import ConcatDataset, Dataset
+
+from ..config import DataConfig
+from ..errors import DataError
+from .base import SegmentationDataset
+from .transforms import build_transforms
+
+
+class ConcatSegmentation(SegmentationDataset):
+    """Several datasets with the same classes, one after the other."""
+
+    def __init__(self, parts: Sequence[SegmentationDataset]) -> None:
+        for p in parts[1:]:
+            if list(p.classes) != list(parts[0].classes):
+                raise DataError(
+                    f"cannot join {type(parts[0]).__name__} and {type(p).__name__}: their class lists differ"
+                )
+        self.parts = list(parts)
+        self.classes = list(parts[0].classes)
+        self.palette = list(parts[0].palette)
+        self.cumulative_sizes = ConcatDataset.cumsum(self.parts)
+
+    def __len__(self) -> int:
+        return self.cumulative_sizes[-1] if self.cumulative_sizes else 0
+
+    def _locate(self, index: int) -> tuple[SegmentationDataset, int]:
+        index = self._index(index)
+        k = bisect.bisect_right(self.cumulative_sizes, index)
+        return self.parts[k], index - (self.cumulative_sizes[k - 1] if k else 0)
+
+    def load(self, index: int) -> tuple[Image.Image, np.ndarray]:
+        part, i = self._locate(index)
+        return part.load(i)
+
+    def name(self, index: int) -> str:
+        part, i = self._locate(index)
+        return part.name(i)
+
+
+class TransformedDataset(Dataset):
+    """``base`` with a joint transform applied in ``__getitem__``; forwards ``classes``,
+    ``palette``, ``num_classes``, ``load`` and ``name`` to ``base``."""
+
+    def __init__(self, base: SegmentationDataset, transform: Callable[..., Any], ignore_index: int = 255) -> None:
+        self.base = base
+        self.transform = transform
+        self.ignore_index = ignore_index
+
+    classes = property(lambda self: self.base.classes)
+    palette = property(lambda self: self.base.palette)
+    num_classes = property(lambda self: self.base.num_classes)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def load(self, index: int) -> tuple[Image.Image, np.ndarray]:
+        return self.base.load(index)
+
+    def name(self, index: int) -> str:
+        return self.base.name(index)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.transform(*self.base.load(index))
+
+
+def dataset_options(cfg: DataConfig, name: str) -> tuple[str | None, dict[str, Any]]:
+    """``(root, constructor options)`` of the part ``name`` of ``cfg.dataset``."""
+    from . import DATASETS
+
+    opts = {k: v for k, v in cfg.options.items() if not (k in DATASETS and isinstance(v, dict))}
+    opts.update(cfg.options.get(name, {}) if isinstance(cfg.options.get(name), dict) else {})
+    root = opts.pop("root", cfg.root)
+    return root, opts
+
+
+def open_dataset(cfg: DataConfig, split: str) -> SegmentationDataset:
+    """The raw dataset(s) of ``cfg.dataset`` and ``split`` (``+`` joins, see module docstring)."""
+    from . import DATASETS
+
+    parts = []
+    for name in cfg.dataset.split("+"):
+        name = name.strip()
+        if name not in DATASETS:
+            raise DataError(f"unknown dataset {name!r} (known: {', '.join(DATASETS)})")
+        root, opts = dataset_options(cfg, name)
+        renames = opts.pop("splits", None) or {}
+        for s in split.split("+"):
+            s = renames.get(s.strip(), s.strip())
+            if s is None:  # this part is left out of this split
+                continue
+            try:
+                inspect.signature(DATASETS[name]).bind(root, s, **opts)
+            except TypeError as e:
+                raise DataError(f"{name}: bad data.options {sorted(opts)} ({e})") from None
+            parts.append(DATASETS[name](root, s, **opts))
+    if not parts:
+        raise DataError(f"{cfg.dataset}: no part has the split {split!r} (see data.options.<name>.splits)")
+    return parts[0] if len(parts) == 1 else ConcatSegmentation(parts)
+
+
+def build_dataset(cfg: DataConfig, split: str, train: bool) -> TransformedDataset:
+    """The dataset of ``split`` with training (``train=True``) or evaluation transforms;
+    items are ``(float image [3,H,W] normalised by cfg.mean/std, int64 mask [H,W])``."""
+    return TransformedDataset(open_dataset(cfg, split), build_transforms(cfg, train), cfg.ignore_index)
