@@ -13,7 +13,6 @@ from .errors import GcnsegError
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("gcnseg.info", "parameters and FLOPs of a network, per part"),
-    "data": ("gcnseg.data.cli", "check datasets for bad files"),
     "score": ("gcnseg.score", "score label PNGs against ground truth"),
     "data": ("gcnseg.data.cli", "check datasets for bad files"),
     "train": ("gcnseg.train", "train a network from a config (Section 4)"),
