@@ -40,28 +40,41 @@ __all__ = [
 ]
 
 
-def _as_tensor(x: Any) -> torch.Tensor:
-    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+def _labels(x: Any) -> np.ndarray:
+    """Integer labels as a numpy array on the CPU, in uint8 / int16 when the values fit.
 
-
-def _compact(x: torch.Tensor) -> torch.Tensor:
-    """The same integer labels in uint8 / int16 when they fit: the elementwise work on
-    1024x2048 maps is memory-bound, so int64 labels (typical from a loader or argmax)
-    cost 2-3x more than bytes."""
-    if x.element_size() <= 1 or x.is_floating_point() or x.numel() == 0:
-        return x
-    lo, hi = (int(v) for v in torch.aminmax(x))
+    The per-pixel work is memory-bound, so int64 labels (typical from a loader or an
+    argmax) cost 2-3x more than bytes. It runs in numpy: single-threaded, which on a
+    small or busy CPU is faster than torch's intra-op threads for these cheap passes.
+    """
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    a = np.asarray(x)
+    if a.dtype.kind == "b":
+        return a.view(np.uint8)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integer class ids (take argmax of scores first), got {a.dtype}")
+    if a.itemsize == 1 or a.size == 0:
+        return a
+    lo, hi = int(a.min()), int(a.max())
     if 0 <= lo and hi <= 255:
-        return x.to(torch.uint8)
-    if x.element_size() > 2 and -(2**15) <= lo and hi < 2**15:
-        return x.to(torch.int16)
-    return x
+        return a.astype(np.uint8)
+    if a.itemsize > 2 and -(2**15) <= lo and hi < 2**15:
+        return a.astype(np.int16)
+    return a
 
 
 def _all_reduce_(t: torch.Tensor) -> None:
     """Sum ``t`` in place over all processes when ``torch.distributed`` is initialised."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if dist.get_backend() == "nccl" and t.device.type != "cuda":  # NCCL reduces GPU tensors only
+        tmp = t.to(torch.device("cuda", torch.cuda.current_device()))
+        dist.all_reduce(tmp, op=dist.ReduceOp.SUM)
+        t.copy_(tmp.cpu())
+    else:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -71,9 +84,10 @@ def _ratio(num: float, den: float) -> float | None:
 class ConfusionMatrix:
     """Confusion matrix ``matrix[gt, pred]`` (int64) accumulated over batches.
 
-    ``update`` costs one ``torch.bincount`` over ``target * C + pred`` on small integer
+    ``update`` costs one ``np.bincount`` over ``target * C + pred`` on small integer
     types; ignore pixels land in bins that are dropped, so no boolean mask or indexing
-    (which copies) is needed in the usual case of an ``ignore_index`` >= C.
+    (which copies) is needed in the usual case of an ``ignore_index`` >= C. The matrix is
+    a torch tensor (CPU unless ``device`` says otherwise) so it can be all-reduced.
     """
 
     def __init__(self, num_classes: int, ignore_index: int | None = 255, device: torch.device | str = "cpu"):
@@ -86,42 +100,41 @@ class ConfusionMatrix:
     def reset(self) -> None:
         self.matrix.zero_()
 
-    def _bad_labels(self, values: torch.Tensor, what: str) -> ValueError:
-        bad = torch.unique(values)[:10].tolist()
-        return ValueError(f"{what} out of range [0, {self.num_classes}): {bad}")
+    @staticmethod
+    def _bad(values: np.ndarray) -> list[int]:
+        return [int(v) for v in np.unique(values)[:10]]
 
-    @torch.no_grad()
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch: ``pred`` (class ids) and ``target`` (labels) of the same shape.
+    def update(self, pred: Any, target: Any) -> None:
+        """Add a batch: ``pred`` (class ids) and ``target`` (labels) of the same shape
+        (torch tensors on any device, or numpy arrays).
 
         Raises ``ValueError`` for a predicted id outside ``[0, C)`` or a label outside
-        ``[0, C)`` that is not ``ignore_index``.
+        ``[0, C)`` that is not ``ignore_index``; nothing is added then.
         """
-        pred, target = _as_tensor(pred), _as_tensor(target)
-        if pred.shape != target.shape:
-            raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
-        if pred.is_floating_point() or target.is_floating_point():
-            raise TypeError("pred and target must hold integer class ids (take argmax of scores first)")
-        if pred.numel() == 0:
+        p, t = _labels(pred), _labels(target)
+        if p.shape != t.shape:
+            raise ValueError(f"pred and target shapes differ: {tuple(p.shape)} vs {tuple(t.shape)}")
+        if p.size == 0:
             return
         c, ign = self.num_classes, self.ignore_index
-        pmin, pmax = (int(v) for v in torch.aminmax(pred))
-        if pmin < 0 or pmax >= c:
-            raise self._bad_labels(pred[(pred < 0) | (pred >= c)], "predicted class ids")
-        tmin, tmax = (int(v) for v in torch.aminmax(target))
-        p, t = pred.reshape(-1), target.reshape(-1)
-        if tmin >= 0 and (ign is None or ign >= c) and (tmax + 1) * c <= 2**20:
+        if p.min() < 0 or p.max() >= c:
+            raise ValueError(f"predicted class ids out of range [0, {c}): {self._bad(p[(p < 0) | (p >= c)])}")
+        tmin, tmax = int(t.min()), int(t.max())
+        p, t = p.reshape(-1), t.reshape(-1)
+        if tmin >= 0 and (ign is None or ign >= c) and max(tmax + 1, c) * c <= 2**20:
             # Fast path (the usual ignore 255): bincount t*C+p over (tmax+1)*C bins. Bins past
             # C*C are rows of labels >= C: the ignore row is dropped, any other is an error.
-            # Using the smallest integer type that holds the indices makes it ~2x faster.
+            # The smallest integer type that holds the indices makes it ~2x faster.
             top = max(tmax + 1, c) * c
-            dtype = torch.int16 if top < 2**15 else torch.int32 if top < 2**31 else torch.int64
-            counts = torch.bincount(t.to(dtype) * c + p.to(dtype), minlength=top).reshape(-1, c)
+            idx = t.astype(np.int16 if top < 2**15 else np.int32)
+            idx *= c
+            idx += p
+            counts = np.bincount(idx, minlength=top).reshape(-1, c)
             extra = counts[c:].sum(1)
             if ign is not None and c <= ign <= tmax:
                 extra[ign - c] = 0
             if extra.any():
-                bad = (torch.nonzero(extra).reshape(-1) + c)[:10].tolist()
+                bad = (np.flatnonzero(extra) + c)[:10].tolist()
                 raise ValueError(f"ground-truth labels out of range [0, {c}) and not ignore_index={ign}: {bad}")
             counts = counts[:c]
         else:
@@ -130,12 +143,14 @@ class ConfusionMatrix:
             valid = (t >= 0) & (t < c)
             out = ~valid if ign is None else ~valid & (t != ign)
             if out.any():
-                raise self._bad_labels(t[out], f"ground-truth labels (ignore_index={ign})")
+                raise ValueError(
+                    f"ground-truth labels out of range [0, {c}) and not ignore_index={ign}: {self._bad(t[out])}"
+                )
             if ign is not None:
                 valid &= t != ign
-            idx = torch.where(valid, t.long() * c + p.long(), torch.tensor(c * c, device=t.device))
-            counts = torch.bincount(idx, minlength=c * c + 1)[: c * c].reshape(c, c)
-        self.matrix += counts.to(self.matrix.device)
+            idx = np.where(valid, t.astype(np.int64) * c + p, c * c)
+            counts = np.bincount(idx, minlength=c * c + 1)[: c * c].reshape(c, c)
+        self.matrix += torch.from_numpy(counts).to(self.matrix.device)
 
     def all_reduce(self) -> None:
         """Sum the matrix over all processes (no-op unless torch.distributed is initialised)."""
@@ -195,33 +210,37 @@ def _edges(t: np.ndarray) -> np.ndarray:
 def _band(t: np.ndarray, width: float) -> np.ndarray:
     """Pixels within Euclidean distance ``width`` of an edge pixel (ignore pixels included).
 
-    Exact dilation of the edges by a disk, done as shifted ORs of bool arrays: first the
-    horizontal dilations ``H_w`` by ``[-w, w]`` for ``w = 0..width``, then the union over
-    ``dy`` of ``H_{w(dy)}`` shifted by ``+-dy`` where ``w(dy) = floor(sqrt(width^2 - dy^2))``.
-    Same set as ``distance_transform_edt(~edges) <= width`` but ~15x faster on 1024x2048
-    (9 ms vs 170 ms here; ``binary_dilation`` with a disk: 250 ms).
+    Exact dilation of the edges by a disk, as shifts and ORs on bit-packed rows (64 pixels
+    per uint64 word): first the horizontal dilations ``H_w`` by ``[-w, w]`` for
+    ``w = 0..width``, then the union over ``dy`` of ``H_{w(dy)}`` shifted by ``+-dy`` rows,
+    where ``w(dy) = floor(sqrt(width^2 - dy^2))``. The same set as
+    ``distance_transform_edt(~edges) <= width``; on a 1024x2048 map here: 2 ms, against
+    6 ms on unpacked bools, 95 ms for ``binary_dilation`` with a disk and 195 ms for the
+    EDT. Padding bits past the row end act as pixels outside the image that are never
+    edges, so they cannot add pixels, and are cut off when unpacking.
     """
     e = _edges(t)
+    width_px = e.shape[-1]
+    bits = np.packbits(e, axis=-1, bitorder="little")
+    pad = -bits.shape[-1] % 8
+    if pad:
+        bits = np.concatenate([bits, np.zeros(bits.shape[:-1] + (pad,), np.uint8)], axis=-1)
+    x = np.ascontiguousarray(bits).view(np.dtype("<u8"))  # pixel j = bit j % 64 of word j // 64
+    one, last = np.uint64(1), np.uint64(63)
     ws = _disk_half_widths(width)
-    horiz = [e]
+    horiz = [x]
     for _ in range(ws[0]):
         cur = horiz[-1]
-        nxt = cur.copy()
-        nxt[..., :, 1:] |= cur[..., :, :-1]
-        nxt[..., :, :-1] |= cur[..., :, 1:]
+        nxt = cur | (cur << one) | (cur >> one)
+        nxt[..., 1:] |= cur[..., :-1] >> last  # carry across words
+        nxt[..., :-1] |= cur[..., 1:] << last
         horiz.append(nxt)
     out = horiz[ws[0]].copy()
     for dy in range(1, len(ws)):
         h = horiz[ws[dy]]
         out[..., dy:, :] |= h[..., :-dy, :]
         out[..., :-dy, :] |= h[..., dy:, :]
-    return out
-
-
-def _to_numpy_labels(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
+    return np.unpackbits(out.view(np.uint8), axis=-1, count=width_px, bitorder="little").view(bool)
 
 
 def boundary_mask(target: Any, width: float = 7, ignore_index: int | None = 255) -> torch.Tensor:
@@ -237,7 +256,7 @@ def boundary_mask(target: Any, width: float = 7, ignore_index: int | None = 255)
     """
     if width < 0:
         raise ValueError(f"boundary width must be >= 0, got {width}")
-    t = _to_numpy_labels(target)
+    t = _labels(target)
     if t.ndim < 2:
         raise ValueError(f"labels need at least 2 dimensions [..., H, W], got shape {t.shape}")
     band = _band(t, width)
@@ -262,7 +281,7 @@ class BoundaryAccuracy:
 
     def update(self, pred: Any, target: Any) -> None:
         """Add a batch of class ids ``pred`` and labels ``target``, both ``[..., H, W]``."""
-        p, t = _to_numpy_labels(_compact(_as_tensor(pred))), _to_numpy_labels(_compact(_as_tensor(target)))
+        p, t = _labels(pred), _labels(target)
         if p.shape != t.shape:
             raise ValueError(f"pred and target shapes differ: {p.shape} vs {t.shape}")
         band = _band(t, self.width)
@@ -299,7 +318,7 @@ class SegMetrics:
         self.boundary = None if boundary_width is None else BoundaryAccuracy(boundary_width, ignore_index)
 
     def update(self, pred: Any, target: Any) -> None:
-        pred, target = _compact(_as_tensor(pred)), _compact(_as_tensor(target))
+        pred, target = _labels(pred), _labels(target)  # once for both
         self.confusion.update(pred, target)
         if self.boundary is not None:
             self.boundary.update(pred, target)

@@ -256,11 +256,13 @@ def test_boundary_mask_matches_brute_force_and_edt():
 def test_boundary_mask_batched_and_large_against_edt():
     rng = np.random.default_rng(6)
     t = np.kron(rng.integers(0, 19, (3, 12, 16)), np.ones((1, 24, 24), np.uint8)).astype(np.uint8)
+    t = np.ascontiguousarray(t[:, :, :370])  # rows of 370 px: 5 full 64-bit words and a partial one
     t[rng.random(t.shape) < 0.005] = 255
-    m = boundary_mask(torch.from_numpy(t), width=7).numpy()
-    for i in range(3):  # images in a batch do not touch each other
-        edges = boundary_mask(t[i], width=0, ignore_index=None).numpy()
-        assert np.array_equal(m[i], (ndi.distance_transform_edt(~edges) <= 7) & (t[i] != 255))
+    for width in (7, 70):  # 70: dilation across more than one word
+        m = boundary_mask(torch.from_numpy(t), width=width).numpy()
+        for i in range(3):  # images in a batch do not touch each other
+            edges = boundary_mask(t[i], width=0, ignore_index=None).numpy()
+            assert np.array_equal(m[i], (ndi.distance_transform_edt(~edges) <= width) & (t[i] != 255))
 
 
 def test_ignore_pixels_form_a_boundary_but_never_count():
