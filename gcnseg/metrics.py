@@ -219,6 +219,8 @@ def _band(t: np.ndarray, width: float) -> np.ndarray:
     EDT. Padding bits past the row end act as pixels outside the image that are never
     edges, so they cannot add pixels, and are cut off when unpacking.
     """
+    if t.ndim < 2:
+        raise ValueError(f"labels need at least 2 dimensions [..., H, W], got shape {t.shape}")
     e = _edges(t)
     width_px = e.shape[-1]
     bits = np.packbits(e, axis=-1, bitorder="little")
@@ -257,8 +259,6 @@ def boundary_mask(target: Any, width: float = 7, ignore_index: int | None = 255)
     if width < 0:
         raise ValueError(f"boundary width must be >= 0, got {width}")
     t = _labels(target)
-    if t.ndim < 2:
-        raise ValueError(f"labels need at least 2 dimensions [..., H, W], got shape {t.shape}")
     band = _band(t, width)
     if ignore_index is not None:
         band &= t != ignore_index

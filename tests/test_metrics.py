@@ -274,6 +274,8 @@ def test_ignore_pixels_form_a_boundary_but_never_count():
     assert not boundary_mask(uniform).any()
     with pytest.raises(ValueError):
         boundary_mask(t, width=-1)
+    with pytest.raises(ValueError, match="2 dimensions"):
+        BoundaryAccuracy().update(np.zeros(4, np.uint8), np.zeros(4, np.uint8))
 
 
 def test_boundary_accuracy_by_hand():
