@@ -93,6 +93,7 @@ class TrainConfig:
     init_from: str | None = None  # checkpoint of a previous stage
     threads: int | None = None  # torch intra-op threads on CPU
     previews: int = 8  # validation images drawn as pictures at the end of training
+    max_minutes: float | None = None  # stop cleanly (validate, save) after this much training time
 
 
 @dataclass

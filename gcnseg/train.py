@@ -264,6 +264,7 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s, total))
 
     step, best = 0, {"miou": -1.0, "step": None}
+    seconds_before = 0.0  # training time of earlier sessions of a resumed run
     if resume:
         ckpt = resolve_checkpoint(run_dir, prefer="last")
         load_weights(model, ckpt)
@@ -272,6 +273,7 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
         scheduler.load_state_dict(state["scheduler"])
         step, best = int(state["step"]), state["best"]
         torch.set_rng_state(state["rng"])
+        seconds_before = float(state.get("seconds", 0.0))
 
     ddp = model
     if world > 1:
@@ -302,6 +304,7 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
             "step": step,
             "best": best,
             "rng": torch.get_rng_state(),
+            "seconds": seconds_before + time.perf_counter() - start_time,
         }
         save_checkpoint(run_dir, model, meta, state, pointers=("last", "best") if is_best else ("last",))
 
@@ -327,8 +330,11 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
     seen, window_start, last_loss = 0, time.perf_counter(), float("nan")
     train_items = SeededSamples(train_set)
     start_time = time.perf_counter()
+    # train.max_minutes: a wall-clock budget over all sessions of the run (gcnseg ablate --budget 20m)
+    deadline = None if t.max_minutes is None else start_time + 60 * t.max_minutes - seconds_before
+    stop = False
     try:
-        while step < total:
+        while step < total and not stop:
             epoch, offset = divmod(step, steps_per_epoch)
             sampler = EpochSampler(len(train_set), t.batch_size, rank, world, t.seed, epoch, offset)
             loader = DataLoader(train_items, batch_size=t.batch_size, sampler=sampler, num_workers=cfg.data.workers,
@@ -369,7 +375,8 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
                     bar.write(f"step {step}: val mIoU {100 * r['miou']:.2f}")
                 elif t.checkpoint_every and step % t.checkpoint_every == 0:
                     checkpoint(None, False)
-                if step >= total:
+                stop = step >= total or _out_of_time(deadline, device)
+                if stop:
                     break
         bar.close()
         final = validate()
@@ -380,7 +387,7 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
     summary = {
         "name": cfg.name,
         "steps": step,
-        "train_seconds": round(time.perf_counter() - start_time, 1),
+        "train_seconds": round(seconds_before + time.perf_counter() - start_time, 1),
         "final": {k: v for k, v in final.items() if k != "matrix"},
         "best": best,
         "run_dir": str(run_dir),
@@ -401,6 +408,16 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
     if dist.is_initialized():
         dist.barrier()
     return summary
+
+
+def _out_of_time(deadline: float | None, device: torch.device) -> bool:
+    """Past ``train.max_minutes``? Under torchrun all processes agree (any one late stops all)."""
+    if deadline is None:
+        return False
+    late = torch.tensor(float(time.perf_counter() >= deadline), device=device)
+    if dist.is_initialized():
+        dist.all_reduce(late, op=dist.ReduceOp.MAX)
+    return bool(late.item())
 
 
 def _after_step(step: int) -> None:
