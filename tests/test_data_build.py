@@ -50,6 +50,10 @@ def test_stage1_concatenation_with_per_dataset_roots(tmp_path):
     cfg.options["coco_voc"]["splits"] = {"val": None}
     val = build_dataset(cfg, "val", train=False)
     assert [val.name(i) for i in range(len(val))] == ["v1"]
+    # one root for everything: ROOT/{VOCdevkit, benchmark_RELEASE, coco}
+    (tmp_path / "coco").rename(tmp_path / "voc" / "coco")
+    one = build_dataset(DataConfig(dataset="coco_voc+voc_aug", root=str(tmp_path / "voc")), "train", train=False)
+    assert len(one) == 5
 
 
 def test_build_errors(tmp_path):

@@ -47,6 +47,17 @@ def test_object_scale_and_class_only_at_the_outline():
     assert np.ptp(np.stack(stats), axis=0).max() < 5  # interiors share one texture across classes
 
 
+def test_several_objects_get_distinct_classes_and_slots():
+    from scipy.ndimage import label
+
+    ds = SyntheticShapes(size=96, num_classes=4, objects=2, radius=(0.2, 0.25))
+    for i in range(10):
+        _, mask = ds.generate(i)
+        classes = sorted(set(np.unique(mask)) - {0})
+        assert len(classes) == 2  # distinct classes
+        assert all(label(mask == c)[1] == 1 for c in classes)  # side by side, not overlapping
+
+
 def _erode(m: np.ndarray, r: int) -> np.ndarray:
     from scipy.ndimage import binary_erosion
 

@@ -75,9 +75,17 @@ class TransformedDataset(Dataset):
         self.transform = transform
         self.ignore_index = ignore_index
 
-    classes = property(lambda self: self.base.classes)
-    palette = property(lambda self: self.base.palette)
-    num_classes = property(lambda self: self.base.num_classes)
+    @property
+    def classes(self) -> list[str]:
+        return self.base.classes
+
+    @property
+    def palette(self) -> list[tuple[int, int, int]]:
+        return self.base.palette
+
+    @property
+    def num_classes(self) -> int:
+        return self.base.num_classes
 
     def __len__(self) -> int:
         return len(self.base)

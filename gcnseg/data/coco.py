@@ -2,7 +2,7 @@
 VOC classes, used in Stage-1).
 
 Layout: ``ROOT/annotations/instances_{split}.json`` and ``ROOT/{split}/*.jpg``
-where ``split`` is e.g. ``train2017``; ``train`` / ``val`` are accepted and mean
+(or the same under ``ROOT/coco/``, so that one root can hold VOC, SBD and COCO) where ``split`` is e.g. ``train2017``; ``train`` / ``val`` are accepted and mean
 ``train2017`` / ``val2017`` (or the 2014 release if only that is present).
 
 Masks are rendered with pycocotools (polygons and RLE alike); other COCO
@@ -60,6 +60,8 @@ class COCOVOC(FileSegmentation):
         if root is None:
             raise DataError(f"coco_voc: no root given; expected a folder with annotations/ and images ({COCO_HINT})")
         root = require_dir(Path(root), "a COCO folder with annotations/instances_<split>.json", COCO_HINT)
+        if not (root / "annotations").is_dir() and (root / "coco" / "annotations").is_dir():
+            root = root / "coco"  # one data root shared with VOC: ROOT/coco/annotations
         split = self._resolve_split(root, split)
         ann_file = require_file(
             root / "annotations" / f"instances_{split}.json", f"COCO instance annotations for {split}", COCO_HINT
