@@ -1,9 +1,11 @@
 """``gcnseg predict``: segment any images and write pictures a person can look at.
 
-For each input image ``NAME``: ``NAME_label.png`` (class ids in a palette PNG
-with the dataset's colours), ``NAME_overlay.png`` (colours over the image) and
-``NAME_side.png`` (image | prediction | overlay). An unreadable file is reported
-and skipped; the rest go on. Inputs are never overwritten.
+For each input image ``NAME``: ``OUT/labels/NAME.png`` (class ids in a palette
+PNG with the dataset's colours; ``gcnseg score OUT/labels GT_DIR`` scores them),
+``OUT/overlays/NAME.png`` (colours over the image) and ``OUT/side/NAME.png``
+(image | prediction | overlay). Sub-folders of input folders are mirrored. An
+unreadable file is reported and skipped; the rest go on. Inputs are never
+overwritten.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 
 from .errors import DataError, GcnsegError
 
+KINDS = {"label": "labels", "overlay": "overlays", "side": "side"}  # picture -> output sub-folder
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 
 
@@ -82,12 +85,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"gcnseg: skipped {e}", file=sys.stderr)
             failed += 1
             continue
-        (out / sub).mkdir(parents=True, exist_ok=True)
         stem, n = f.stem, 1
-        while (out / sub / f"{stem}_side.png").resolve() in written:  # same name from two places
+        while (out / "side" / sub / f"{stem}.png").resolve() in written:  # same name from two places
             n += 1
             stem = f"{f.stem}-{n}"
-        targets = {kind: out / sub / f"{stem}_{kind}.png" for kind in ("label", "overlay", "side")}
+        targets = {kind: out / folder / sub / f"{stem}.png" for kind, folder in KINDS.items()}
         clash = [t for t in targets.values() if t.resolve() in inputs]
         if clash:
             print(f"gcnseg: skipped {f}: output {clash[0]} would overwrite an input", file=sys.stderr)
@@ -102,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
             pred = dense_crf(rgb, probs[0].float().cpu().numpy())
         else:
             pred = probs.argmax(1)[0].cpu().numpy()
+        for t in targets.values():
+            t.parent.mkdir(parents=True, exist_ok=True)
         over = overlay(rgb, pred, palette)
         _save(label_image(pred, palette), targets["label"])
         _save_array(over, targets["overlay"])

@@ -72,25 +72,24 @@ def test_predict_folder_skips_unreadable_files(run_dir, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "broken.jpg" in captured.err and "3 of 4 images written" in captured.out
     for stem, size in (("sub/img0", (40, 30)), ("sub/img1", (40, 30)), ("gray", (23, 17))):
-        label = Image.open(out / f"{stem}_label.png")
+        label = Image.open(out / "labels" / f"{stem}.png")
         assert label.mode == "P" and label.size == size
         assert np.asarray(label).max() < 3
-        assert Image.open(out / f"{stem}_overlay.png").size == size
-        assert (out / f"{stem}_side.png").is_file()
+        assert Image.open(out / "overlays" / f"{stem}.png").size == size
+        assert (out / "side" / f"{stem}.png").is_file()
     assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before
 
 
 def test_predict_never_overwrites_inputs(run_dir, tmp_path, capsys):
     src = tmp_path / "same"
-    _write_images(src, n=1)
-    victim = src / "img0_side.png"  # an input named like img0.png's output
-    Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(victim)
+    _write_images(src / "labels", n=1)  # an input where img0.png's label map would go
+    victim = src / "labels" / "img0.png"
     before = victim.read_bytes()
-    assert main(["predict", "--checkpoint", str(run_dir), str(src), "--out", str(src)]) == 0
+    assert main(["predict", "--checkpoint", str(run_dir), str(victim), "--out", str(src)]) == 1
     captured = capsys.readouterr()
     assert "img0.png: output" in captured.err and "would overwrite an input" in captured.err
     assert victim.read_bytes() == before
-    assert "1 of 2 images written" in captured.out and (src / "img0_side_side.png").is_file()
+    assert "0 of 1 images written" in captured.out
 
 
 def test_predict_same_name_from_two_folders(run_dir, tmp_path, capsys):
@@ -99,11 +98,21 @@ def test_predict_same_name_from_two_folders(run_dir, tmp_path, capsys):
     out = tmp_path / "out"
     args = ["predict", "--checkpoint", str(run_dir), str(tmp_path / "a" / "img0.png"), str(tmp_path / "b" / "img0.png")]
     assert main(args + ["--out", str(out)]) == 0
-    assert Image.open(out / "img0_label.png").size == (40, 30)
-    assert Image.open(out / "img0-2_label.png").size == (20, 10)
+    assert Image.open(out / "labels" / "img0.png").size == (40, 30)
+    assert Image.open(out / "labels" / "img0-2.png").size == (20, 10)
     # folders keep their structure
     assert main(["predict", "--checkpoint", str(run_dir), str(tmp_path), "--out", str(tmp_path / "tree")]) == 0
-    assert (tmp_path / "tree" / "a" / "img0_side.png").is_file() and (tmp_path / "tree" / "b" / "img0_side.png").is_file()
+    assert (tmp_path / "tree" / "side" / "a" / "img0.png").is_file()
+    assert (tmp_path / "tree" / "side" / "b" / "img0.png").is_file()
+
+
+def test_predicted_labels_score_against_themselves(run_dir, tmp_path, capsys):
+    _write_images(tmp_path / "in", n=2)
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(run_dir), str(tmp_path / "in"), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["score", str(out / "labels"), str(out / "labels"), "--num-classes", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pixel_acc"] == 1.0
 
 
 def test_predict_missing_input(run_dir, tmp_path, capsys):
