@@ -128,6 +128,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=int, nargs="+", help="sliding-window tile size (H [W])")
     p.add_argument("--boundary-width", type=int, help="boundary band width in pixels (Table 5: 7)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--eager", action="store_true", help="run the plain model, not the optimised inference path")
     p.add_argument("--json", dest="json_out", help="also write the result to this JSON file")
     p.add_argument("--limit", type=int, help="only the first N images")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.eval_size=256")
@@ -172,6 +173,10 @@ def run(args: argparse.Namespace) -> int:
     if args.limit:
         dataset = _Head(dataset, args.limit)
     device = resolve_device(args.device)
+    if not args.eager:
+        from .optimize import optimize_for_inference
+
+        model = optimize_for_inference(model)
     result = evaluate(model.to(device), dataset, e, device, meta["num_classes"], cfg.data.ignore_index,
                       mean=cfg.data.mean, std=cfg.data.std)
     print(format_metrics(result, meta.get("classes")))

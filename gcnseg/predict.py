@@ -54,6 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crf", action="store_true", help="dense CRF post-processing (pip install 'gcnseg[crf]')")
     p.add_argument("--tile", type=int, help="sliding-window tile size for large images")
     p.add_argument("--device", default="auto")
+    p.add_argument("--eager", action="store_true", help="run the plain model, not the optimised inference path")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
 
     model, cfg, meta = load_model(args.checkpoint)
     device = resolve_device(args.device)
+    if not args.eager:
+        from .optimize import optimize_for_inference
+
+        model = optimize_for_inference(model)
     model.to(device)
     if args.crf:
         from .crf import dense_crf, require_crf
