@@ -46,15 +46,14 @@ def evaluate(
     from tqdm import tqdm
 
     from .inference import predict_scores
-    from .metrics import BoundaryAccuracy, ConfusionMatrix
+    from .metrics import SegMetrics
 
     device = torch.device(device)
     num_classes = num_classes or dataset.num_classes
     was_training = model.training
     model.eval()
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    cm = ConfusionMatrix(num_classes, ignore_index)
-    band = BoundaryAccuracy(cfg.boundary_width, ignore_index)
+    metrics = SegMetrics(num_classes, ignore_index, cfg.boundary_width)
     crf = None
     if cfg.crf:
         from .crf import dense_crf as crf
@@ -68,13 +67,11 @@ def evaluate(
             pred = torch.from_numpy(crf(_denormalize(image, mean, std), probs[0].float().cpu().numpy())).long()[None]
         else:
             pred = probs.argmax(1).cpu()
-        cm.update(pred, mask[None])
-        band.update(pred, mask[None])
+        metrics.update(pred, mask[None])
     if world > 1:
-        cm.all_reduce()
-        band.all_reduce()
+        metrics.all_reduce()
     model.train(was_training)
-    return {**cm.compute(), **band.compute()}
+    return metrics.compute()
 
 
 class _null:

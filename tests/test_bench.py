@@ -1,0 +1,24 @@
+"""gcnseg bench runs and reports every row (no timing is asserted: timings belong in benchmarks)."""
+
+import json
+
+from gcnseg.cli import main
+
+
+def test_bench_reports_all_rows(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--size", "64", "--repeats", "1", "--warmup", "0", "--threads", "1",
+                 "--skip", "memory", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    names = [r["name"] for r in result["inference"]["rows"]]
+    assert names[:5] == ["resnet50 features (reference)", "GCNSeg-R50 eager", "GCNSeg-R50 optimised",
+                         "torchvision FCN-ResNet50", "torchvision DeepLabV3-ResNet50"]
+    assert result["inference"]["rows"][0]["ratio"] == 1.0
+    assert all(r["ms"] > 0 for r in result["inference"]["rows"])
+    assert result["inference"]["optimised_argmax_agreement"] >= 0.999
+    assert [r["name"] for r in result["train"]["rows"]] == ["backbone forward+backward+SGD (reference)",
+                                                            "GCNSeg-R50 training step"]
+    mpx = result["metrics"]["mpx_per_s"]
+    assert set(mpx) == {"confusion matrix", "confusion matrix + boundary band"} and all(v > 0 for v in mpx.values())
+    text = capsys.readouterr().out
+    assert "GCNSeg-R50 optimised" in text and "Mpx/s" in text
