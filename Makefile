@@ -2,29 +2,37 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip install -c constraints.txt
 
 .PHONY: demo test venv bench clean
 
-venv: $(STAMP)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -c constraints.txt -e '.[test]'
-	touch $(STAMP)
+# the package and what it needs to run (torch and torchvision pinned by constraints.txt)
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) -e .
+	touch $@
+
+# plus what the test suite needs (ONNX Runtime, pycocotools, torchmetrics, pydensecrf2, pytest)
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed-test
 
 # The demo's run folder is its own: a new demo replaces it.
-demo: $(STAMP)
+demo: $(VENV)/.installed
 	rm -rf runs/demo
 	$(BIN)/gcnseg train --config configs/demo.yaml
 	$(BIN)/gcnseg eval --checkpoint runs/demo --json runs/demo/eval.json
 	@echo "demo: pictures of predictions in runs/demo/previews/, curves in runs/demo/curves.png"
 
-test: $(STAMP)
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -q
 
-bench: $(STAMP)
-	$(BIN)/gcnseg bench
+bench: $(VENV)/.installed
+	$(BIN)/gcnseg bench --json runs/bench.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info
