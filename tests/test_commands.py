@@ -36,9 +36,13 @@ def test_eval_prints_table_and_writes_json(run_dir, tmp_path, capsys):
     result = json.loads(out.read_text())
     assert result["images"] == 3 and len(result["iou"]) == 3
     assert 0 <= result["miou"] <= 1 and "boundary_acc" in result and "internal_acc" in result
-    # the same numbers as the end of training (same checkpoint, same data)
+    # the end of training evaluated the eager fp32 network: --eager gives exactly its
+    # numbers, the default optimised path (BN folded, bf16 backbone) nearly the same
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert result["miou"] == pytest.approx(summary["final"]["miou"], abs=1e-9)
+    assert result["miou"] == pytest.approx(summary["final"]["miou"], abs=0.01)
+    eager = tmp_path / "eager.json"
+    assert main(["eval", "--checkpoint", str(run_dir), "--eager", "--json", str(eager)]) == 0
+    assert json.loads(eager.read_text())["miou"] == pytest.approx(summary["final"]["miou"], abs=1e-9)
 
 
 def test_eval_multiscale_and_flip(run_dir, tmp_path, capsys):

@@ -34,10 +34,12 @@ def real_looking(h: int, w: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "resnet50", "resnet50_gcn"])
-def test_argmax_agreement_with_eager(backbone):
+def test_fp32_path_agrees_with_eager(backbone):
+    """BatchNorm folding and channels-last change only float rounding, even on
+    an untrained network whose scores are nearly tied everywhere."""
     model = GCNSeg(5, backbone=backbone, k=7).eval()
     randomize_batchnorm(model)
-    fast = optimize_for_inference(model)
+    fast = optimize_for_inference(model, precision="fp32")
     for x in (torch.randn(1, 3, 96, 128), real_looking(97, 131)):
         with torch.inference_mode():
             ref, got = model(x), fast(x)
@@ -45,6 +47,46 @@ def test_argmax_agreement_with_eager(backbone):
         # float rounding only: differences far below the scale of the scores
         assert (got - ref).abs().max() <= 1e-3 * ref.abs().max()
         assert (got.argmax(1) == ref.argmax(1)).float().mean() >= 0.999
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small network trained a little on synthetic-shapes (scores with margins, as in use)."""
+    from gcnseg.checkpoint import load_model
+    from gcnseg.config import load_config
+    from gcnseg.train import train
+
+    run = tmp_path_factory.mktemp("opt") / "run"
+    cfg = load_config(None, [
+        "model.backbone=resnet18", "model.k=7", "data.dataset=synthetic-shapes",
+        "data.options={size: 64, num_classes: 3, length: 64, eval_length: 2}",
+        "optim.name=adam", "optim.lr=0.001", "train.batch_size=8", "train.iterations=25",
+        "train.previews=0", "train.threads=1", f"out_dir={run}"])
+    train(cfg, show_progress=False)
+    model, cfg, _ = load_model(run)
+    return model
+
+
+@pytest.mark.parametrize("precision", ["bf16", "auto"])
+def test_bf16_backbone_agrees_with_eager_fp32(trained, precision):
+    fast = optimize_for_inference(trained, precision=precision)
+    for x in (torch.randn(2, 3, 64, 96), real_looking(97, 131)):
+        with torch.inference_mode():
+            ref, got = trained(x), fast(x)
+        assert got.dtype == torch.float32 and got.shape == ref.shape
+        assert (got.argmax(1) == ref.argmax(1)).float().mean() >= 0.999
+
+
+def test_auto_precision_follows_the_cpu(monkeypatch):
+    import gcnseg.optimize as opt
+
+    model = GCNSeg(3, backbone="resnet18", k=3).eval()
+    monkeypatch.setattr(opt, "native_bf16", lambda: True)
+    assert optimize_for_inference(model).backbone_dtype == torch.bfloat16
+    monkeypatch.setattr(opt, "native_bf16", lambda: False)
+    assert optimize_for_inference(model).backbone_dtype == torch.float32
+    with pytest.raises(ValueError, match="precision"):
+        optimize_for_inference(model, precision="int8")
 
 
 def test_every_batchnorm_is_folded_and_original_untouched():
