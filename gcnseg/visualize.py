@@ -10,21 +10,6 @@ from PIL import Image, ImageDraw
 IGNORE_COLOR = (0, 0, 0)
 
 
-def default_palette(n: int) -> list[tuple[int, int, int]]:
-    """PASCAL VOC's colour map (bit-interleaved), good for any number of classes."""
-    out = []
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        out.append((r, g, b))
-    return out
-
-
 def colorize(mask: np.ndarray, palette: Sequence[Sequence[int]], ignore_index: int = 255) -> np.ndarray:
     """``HxW`` class ids -> ``HxWx3`` uint8 colours; ignored or unknown ids are black."""
     lut = np.zeros((256, 3), dtype=np.uint8)
