@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.eager:
         from .optimize import optimize_for_inference
 
-        model = optimize_for_inference(model)
+        model = optimize_for_inference(model.to(device))  # on its device: "auto" precision is bf16 on CPU only
     result = evaluate(model.to(device), dataset, e, device, meta["num_classes"], cfg.data.ignore_index,
                       mean=cfg.data.mean, std=cfg.data.std)
     print(format_metrics(result, meta.get("classes")))

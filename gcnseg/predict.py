@@ -66,11 +66,11 @@ def run(args: argparse.Namespace) -> int:
 
     model, cfg, meta = load_model(args.checkpoint)
     device = resolve_device(args.device)
+    model.to(device)  # before optimising: "auto" precision is bf16 on CPU only
     if not args.eager:
         from .optimize import optimize_for_inference
 
         model = optimize_for_inference(model)
-    model.to(device)
     if args.crf:
         from .crf import dense_crf, require_crf
 

@@ -143,3 +143,31 @@ def test_export_dynamic_sizes(run_dir, tmp_path, fmt):
         assert got.shape == ref.shape == (1, 3, *hw)
         np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
         assert (got.argmax(1) == ref.argmax(1)).mean() > 0.999
+
+
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_optimised_path_is_built_on_the_target_device(run_dir, tmp_path, monkeypatch, command):
+    """"auto" precision (bf16 backbone on a CPU with native bf16) must be chosen for the
+    device the model runs on: a model optimised on the CPU and moved to CUDA afterwards
+    would run its backbone in bf16 on the GPU."""
+    import gcnseg.optimize as opt
+    import gcnseg.train as train_mod
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def spy(model, *a, **k):
+        seen.append(next(model.parameters()).device.type)
+        raise Stop
+
+    monkeypatch.setattr(train_mod, "resolve_device", lambda name: torch.device("meta"))
+    monkeypatch.setattr(opt, "optimize_for_inference", spy)
+    img = tmp_path / "in.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)
+    argv = {"eval": ["eval", "--checkpoint", str(run_dir)],
+            "predict": ["predict", "--checkpoint", str(run_dir), str(img), "--out", str(tmp_path / "out")]}[command]
+    with pytest.raises(Stop):
+        main(argv)
+    assert seen == ["meta"]
