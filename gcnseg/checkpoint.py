@@ -65,6 +65,10 @@ def save_checkpoint(
     ckpt_root = run_dir / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step-{int(meta['step']):07d}"
+    n = 1
+    while final.exists():  # the same step again (a resumed finished run): a new folder, never a removed one
+        n += 1
+        final = ckpt_root / f"step-{int(meta['step']):07d}-{n}"
     tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=".tmp-"))
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
@@ -72,8 +76,6 @@ def save_checkpoint(
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         if train_state is not None:
             torch.save(train_state, tmp / STATE_FILE)
-        if final.exists():
-            shutil.rmtree(final)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
