@@ -47,14 +47,15 @@ def _median_times(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int) 
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def _inference_models(num_classes: int) -> dict[str, nn.Module]:
+def _inference_models(num_classes: int, device: str = "cpu") -> dict[str, nn.Module]:
     import torchvision
 
     from .models import GCNSeg
     from .models.backbones import build_backbone
     from .optimize import optimize_for_inference
 
-    gcn = GCNSeg(num_classes, "resnet50", "gcn", 15, True, "deconv").eval()
+    # on its device before optimising: precision "auto" picks bf16 only for a model on the CPU
+    gcn = GCNSeg(num_classes, "resnet50", "gcn", 15, True, "deconv").eval().to(device)
     models: dict[str, nn.Module] = {
         "resnet50 features (reference)": build_backbone("resnet50").eval(),
         "GCNSeg-R50 eager": gcn,
@@ -76,7 +77,7 @@ def _inference_models(num_classes: int) -> dict[str, nn.Module]:
 
 def bench_inference(size: int, repeats: int, warmup: int, num_classes: int = 21, batch: int = 1,
                     device: str = "cpu", amp: torch.dtype | None = None) -> dict[str, Any]:
-    models = _inference_models(num_classes)
+    models = _inference_models(num_classes, device)
     x = torch.randn(batch, 3, size, size, device=device)
     outputs: dict[str, Any] = {}
 

@@ -22,3 +22,16 @@ def test_bench_reports_all_rows(tmp_path, capsys):
     assert set(mpx) == {"confusion matrix", "confusion matrix + boundary band"} and all(v > 0 for v in mpx.values())
     text = capsys.readouterr().out
     assert "GCNSeg-R50 optimised" in text and "Mpx/s" in text
+
+
+def test_gpu_rows_do_not_inherit_the_cpus_bf16_choice(monkeypatch):
+    """The optimised model of a GPU row is built on that device: on a host CPU with native
+    bf16, building it on the CPU and moving it afterwards ran the "fp32" GPU row in bf16."""
+    import torch
+
+    import gcnseg.bench as bench
+    import gcnseg.optimize as opt
+
+    monkeypatch.setattr(opt, "native_bf16", lambda: True)
+    models = bench._inference_models(3, device="meta")  # any device that is not the CPU
+    assert models["GCNSeg-R50 optimised (default)"].backbone_dtype == torch.float32
