@@ -92,7 +92,7 @@ def _pointed(run_dir: Path, name: str) -> Path | None:
         return None
     try:
         return run_dir / json.loads(p.read_text())["path"]
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, TypeError):  # TypeError: JSON that is not an object, or a path that is not a string
         raise CheckpointError(f"{p}: not a checkpoint pointer") from None
 
 

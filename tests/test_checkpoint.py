@@ -26,3 +26,10 @@ def test_saving_the_same_step_again_never_removes_the_pointed_checkpoint(tmp_pat
     again = ck.save_checkpoint(tmp_path, model, {"step": 4, "again": True})
     assert ck.resolve_checkpoint(tmp_path, "last") == again != first
     assert ck.read_meta(again)["again"] and ck.resolve_checkpoint(tmp_path, "best") == first
+
+
+@pytest.mark.parametrize("text", ['["step-0000001"]', '{"path": 3}', '"x"'])
+def test_malformed_pointer_is_a_one_line_error_naming_it(tmp_path, text):
+    (tmp_path / "last.json").write_text(text)
+    with pytest.raises(ck.CheckpointError, match="last.json: not a checkpoint pointer"):
+        ck.resolve_checkpoint(tmp_path, "last")
