@@ -234,7 +234,9 @@ def run(args: argparse.Namespace) -> int:
             print(format_rows(f"GPU inference, batch 16, {name}", rows[name]["rows"]))
         result["gpu"] = {"device": torch.cuda.get_device_name(), **rows}
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(result, indent=2))
+        from .checkpoint import atomic_write_text
+
+        atomic_write_text(Path(args.json_out), json.dumps(result, indent=2))
         print(f"written {args.json_out}")
     return 0
 

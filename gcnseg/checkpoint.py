@@ -141,11 +141,18 @@ def load_weights(model: nn.Module, ckpt: Path) -> None:
     try:
         state = load_file(str(ckpt / MODEL_FILE))
     except Exception as e:
-        raise CheckpointError(f"{ckpt / MODEL_FILE}: unreadable ({type(e).__name__}: {e})") from None
-    try:
-        unwrap(model).load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointError(f"{ckpt / MODEL_FILE}: does not fit the model ({str(e).splitlines()[0]})") from None
+        first = str(e).strip().splitlines()
+        raise CheckpointError(f"{ckpt / MODEL_FILE}: unreadable ({type(e).__name__}: {first[0] if first else ''})") from None
+    target = unwrap(model).state_dict()
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    shapes = [k for k in target if k in state and state[k].shape != target[k].shape]
+    if missing or unexpected or shapes:
+        raise CheckpointError(
+            f"{ckpt / MODEL_FILE}: does not fit the model ({len(missing)} missing e.g. {missing[:2]}, "
+            f"{len(unexpected)} unexpected e.g. {unexpected[:2]}, {len(shapes)} of another shape e.g. {shapes[:2]})"
+        )
+    unwrap(model).load_state_dict(state)
 
 
 def load_train_state(ckpt: Path) -> dict[str, Any]:
@@ -165,6 +172,8 @@ def load_model(path: str | os.PathLike, prefer: str = "best") -> tuple[nn.Module
     ckpt = resolve_checkpoint(path, prefer)
     meta = read_meta(ckpt)
     cfg = config_from_dict(meta.get("config", {}), str(ckpt / META_FILE))
+    if not isinstance(meta.get("num_classes"), int):
+        raise CheckpointError(f"{ckpt / META_FILE}: no num_classes (not a gcnseg checkpoint sidecar)")
     m = cfg.model
     model = GCNSeg(meta["num_classes"], m.backbone, m.head, m.k, m.br, m.upsample, weights=None, m=m.m)
     load_weights(model, ckpt)

@@ -181,8 +181,10 @@ def run(args: argparse.Namespace) -> int:
         out = {"checkpoint": str(args.checkpoint), "dataset": cfg.data.dataset, "split": split,
                "scales": e.scales, "flip": e.flip, "crf": e.crf, "images": len(dataset),
                **{k: v for k, v in result.items() if k != "matrix"}}
+        from .checkpoint import atomic_write_text
+
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(out, indent=2, default=_jsonable))
+        atomic_write_text(Path(args.json_out), json.dumps(out, indent=2, default=_jsonable))
         print(f"written {args.json_out}")
     return 0
 
@@ -208,4 +210,6 @@ class _Head(Dataset):
         return self.dataset[i]
 
     def __getattr__(self, name):
+        if name == "dataset":  # not set yet (e.g. while unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.dataset, name)

@@ -11,7 +11,9 @@ overwritten.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -122,9 +124,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _save(img, path: Path) -> None:
     """Write through a temporary file so that a kill never leaves half a picture."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    img.save(tmp, format="PNG")
-    tmp.replace(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format="PNG")
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
 
 
 def _save_array(arr: np.ndarray, path: Path) -> None:

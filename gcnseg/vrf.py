@@ -32,6 +32,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
+from .checkpoint import atomic_write_text
 from .errors import GcnsegError
 
 TARGETS = ("sum", "predicted")
@@ -171,6 +172,6 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     panel(pictures, titles).save(out)
     doc = {"image": str(args.image), "size": [w, h], "point": list(point), "target": args.target, "models": records}
-    out.with_suffix(".json").write_text(json.dumps(doc, indent=2))
+    atomic_write_text(out.with_suffix(".json"), json.dumps(doc, indent=2))
     print(f"picture: {out}\nnumbers: {out.with_suffix('.json')}")
     return 0

@@ -171,3 +171,22 @@ def test_optimised_path_is_built_on_the_target_device(run_dir, tmp_path, monkeyp
     with pytest.raises(Stop):
         main(argv)
     assert seen == ["meta"]
+
+
+def test_checkpoint_of_another_model_is_one_line(run_dir, tmp_path, capsys):
+    import shutil
+
+    from gcnseg.checkpoint import resolve_checkpoint
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(resolve_checkpoint(run_dir), ckpt)
+    meta = json.loads((ckpt / "model.json").read_text())
+    meta["num_classes"] = 5  # the weights have 3 classes
+    (ckpt / "model.json").write_text(json.dumps(meta))
+    assert main(["eval", "--checkpoint", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.safetensors: does not fit the model" in err and "of another shape" in err
+    del meta["num_classes"]
+    (ckpt / "model.json").write_text(json.dumps(meta))
+    assert main(["eval", "--checkpoint", str(ckpt)]) == 2
+    assert "model.json: no num_classes" in capsys.readouterr().err

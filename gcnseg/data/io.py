@@ -39,10 +39,13 @@ def require_file(path: Path, what: str, hint: str) -> Path:
 def _open(path: Path, kind: str) -> Image.Image:
     if not path.is_file():
         raise DataError(f"{path}: {kind} file is missing")
+    img = None
     try:
         img = Image.open(path)
         img.load()  # decode now, so truncated files fail here
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        if img is not None:
+            img.close()
         raise DataError(f"{path}: cannot read {kind} (corrupt or truncated: {_first_line(e)})") from None
     return img
 
