@@ -90,6 +90,7 @@ class TrainConfig:
     channels_last: bool = False
     sync_bn: bool = False
     freeze_bn: bool = False  # BatchNorm in eval mode (the paper trains with batch size 1)
+    freeze_backbone: bool = False  # backbone weights stay as initialised or loaded; heads and decoder learn
     init_from: str | None = None  # checkpoint of a previous stage
     threads: int | None = None  # torch intra-op threads on CPU
     previews: int = 8  # validation images drawn as pictures at the end of training

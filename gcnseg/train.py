@@ -245,6 +245,12 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
     model = build_model(cfg, num_classes)
     if t.init_from:
         load_weights(model, resolve_checkpoint(t.init_from, prefer="best"))
+    if t.freeze_backbone:
+        # only the score heads, BR blocks and deconvolutions learn (BatchNorm statistics of the
+        # backbone still follow the data unless freeze_bn); the demo's miniature of a fixed,
+        # pretrained feature network whose valid receptive field the head cannot widen
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
     if t.sync_bn and world > 1:
         if device.type == "cpu":
             raise GcnsegError("train.sync_bn: PyTorch's SyncBatchNorm needs GPUs; on CPU use train.freeze_bn=true or sync_bn=false")

@@ -58,6 +58,23 @@ def test_several_objects_get_distinct_classes_and_slots():
         assert all(label(mask == c)[1] == 1 for c in classes)  # side by side, not overlapping
 
 
+def test_random_placement_and_background_interiors():
+    from scipy.ndimage import label
+
+    ds = SyntheticShapes(size=96, num_classes=4, objects=3, placement="random", radius=(0.15, 0.3),
+                         interior="background")
+    tex = SyntheticShapes(size=96, num_classes=4, objects=3, placement="random", radius=(0.15, 0.3))
+    for i in range(10):
+        image, mask = ds.generate(i)
+        classes = sorted(set(np.unique(mask)) - {0})
+        assert len(classes) == 3 and all(label(mask == c)[1] == 1 for c in classes)  # apart, distinct
+        assert np.array_equal(mask, tex.generate(i)[1])  # the interior option changes only the pixels
+        inner = _erode(mask > 0, ds.ring + 2)
+        # interiors look like the background (muted, 40..140 before noise), not the bright texture
+        assert abs(image[inner].mean() - image[mask == 0].mean()) < 25
+        assert tex.generate(i)[0][inner].mean() > 150
+
+
 def _erode(m: np.ndarray, r: int) -> np.ndarray:
     from scipy.ndimage import binary_erosion
 
@@ -71,3 +88,7 @@ def test_bad_parameters():
         SyntheticShapes(num_classes=1)
     with pytest.raises(DataError, match="radius"):
         SyntheticShapes(radius=(0.4, 0.6))
+    with pytest.raises(DataError, match="interior"):
+        SyntheticShapes(interior="plain")
+    with pytest.raises(DataError, match="placement"):
+        SyntheticShapes(placement="grid")

@@ -136,3 +136,14 @@ def test_repo_configs_are_valid():
     s1 = load_config(root / "voc_stage1.yaml")
     assert (s1.optim.name, s1.optim.momentum, s1.optim.weight_decay, s1.train.batch_size) == ("sgd", 0.99, 0.0005, 1)
     assert s1.data.pad_size == 640 and load_config(root / "voc_stage2.yaml").data.pad_size == 512
+
+
+def test_freeze_backbone_trains_only_heads_and_decoder(tmp_path):
+    run = tmp_path / "frozen"
+    train(tiny(run, "train.iterations=2", "train.previews=0", "train.freeze_backbone=true"), show_progress=False)
+    torch.manual_seed(0)  # the model's initialisation under train.seed=0 (see _seed_everything)
+    init = train_mod.build_model(tiny(run), 3).state_dict()
+    after = load_file(str(resolve_checkpoint(run, "last") / "model.safetensors"))
+    weights = [k for k in after if k.startswith("backbone.") and "running" not in k and "num_batches" not in k]
+    assert weights and all(torch.equal(after[k], init[k]) for k in weights)
+    assert any(not torch.equal(after[k], init[k]) for k in after if k.startswith("heads."))
