@@ -232,10 +232,10 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
     _seed_everything(t.seed)
 
     run_dir = Path(cfg.out_dir)
+    if not resume and (run_dir / "last.json").exists():  # every process refuses, none is left waiting
+        raise GcnsegError(f"{run_dir}: already holds a run; use --resume {run_dir} or another out_dir")
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume and (run_dir / "last.json").exists():
-            raise GcnsegError(f"{run_dir}: already holds a run; use --resume {run_dir} or another out_dir")
         atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
 
     train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)
@@ -319,7 +319,7 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
         result = evaluate(model, val_set, cfg.eval, device, num_classes, ignore, show_progress=False, amp_dtype=amp_dtype if use_amp else None)
         record = {"step": step, "split": "val", **{k: v for k, v in result.items() if isinstance(v, (int, float))}}
         log.write(record)
-        improved = result["miou"] > best["miou"]
+        improved = result["miou"] is not None and result["miou"] > best["miou"]
         if improved:
             best = {"miou": result["miou"], "step": step}
         checkpoint(result, improved)
@@ -353,7 +353,7 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp) if use_amp else nullcontext():
                     logits = ddp(images)
                 loss = segmentation_loss(logits, masks, ignore)
-                if not torch.isfinite(loss):
+                if not _all_finite(loss):
                     where = run_dir / "last.json"
                     raise TrainingError(
                         f"loss is {loss.item()} at step {step + 1} (lr {scheduler.get_last_lr()[0]:.3g}); "
@@ -416,6 +416,15 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
     return summary
 
 
+def _all_finite(loss: torch.Tensor) -> bool:
+    """Is the loss finite on every process? (Under torchrun one rank must not
+    stop alone while the others wait for its gradients.)"""
+    bad = (~torch.isfinite(loss.detach())).float()
+    if dist.is_initialized():
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+    return not bool(bad.item())
+
+
 def _out_of_time(deadline: float | None, device: torch.device) -> bool:
     """Past ``train.max_minutes``? Under torchrun all processes agree (any one late stops all)."""
     if deadline is None:
@@ -430,13 +439,17 @@ def _after_step(step: int) -> None:
     """Hook called after every optimiser step (tests use it to simulate a kill)."""
 
 
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None or v < 0 else f"{100 * v:.2f}"
+
+
 def format_summary(s: dict[str, Any]) -> str:
     f = s["final"]
     lines = [
         f"done: {s['steps']} steps in {s['train_seconds']:.0f} s",
-        f"val mIoU {100 * f['miou']:.2f}  pixel acc {100 * f['pixel_acc']:.2f}"
-        + (f"  boundary acc {100 * f['boundary_acc']:.2f}  internal acc {100 * f['internal_acc']:.2f}" if "boundary_acc" in f else ""),
-        f"best mIoU {100 * s['best']['miou']:.2f} at step {s['best']['step']}",
+        f"val mIoU {_pct(f['miou'])}  pixel acc {_pct(f['pixel_acc'])}"
+        + (f"  boundary acc {_pct(f['boundary_acc'])}  internal acc {_pct(f['internal_acc'])}" if "boundary_acc" in f else ""),
+        f"best mIoU {_pct(s['best']['miou'])} at step {s['best']['step']}",
         f"run folder     {s['run_dir']}",
         f"best weights   {s['best_checkpoint']}",
     ]

@@ -147,3 +147,13 @@ def test_freeze_backbone_trains_only_heads_and_decoder(tmp_path):
     weights = [k for k in after if k.startswith("backbone.") and "running" not in k and "num_batches" not in k]
     assert weights and all(torch.equal(after[k], init[k]) for k in weights)
     assert any(not torch.equal(after[k], init[k]) for k in after if k.startswith("heads."))
+
+
+def test_summary_without_any_scored_pixel_says_n_a():
+    """A validation split whose pixels are all ignored has no mIoU: 'n/a', not a crash."""
+    from gcnseg.train import format_summary
+
+    summary = {"steps": 3, "train_seconds": 1.0, "final": {"miou": None, "pixel_acc": None},
+               "best": {"miou": -1.0, "step": None}, "run_dir": "r", "best_checkpoint": "r/c"}
+    text = format_summary(summary)
+    assert "val mIoU n/a  pixel acc n/a" in text and "best mIoU n/a at step None" in text
