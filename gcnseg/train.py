@@ -378,7 +378,7 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
                 _after_step(step)
                 if t.val_every and step % t.val_every == 0 and step < total:
                     r = validate()
-                    bar.write(f"step {step}: val mIoU {100 * r['miou']:.2f}")
+                    bar.write(f"step {step}: val mIoU {_pct(r['miou'])}")
                 elif t.checkpoint_every and step % t.checkpoint_every == 0:
                     checkpoint(None, False)
                 stop = step >= total or _out_of_time(deadline, device)
@@ -416,23 +416,24 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
     return summary
 
 
+def _any_process(flag: bool, device: torch.device) -> bool:
+    """True if ``flag`` holds on any process: under torchrun all processes stop
+    together, none is left waiting for another's gradients."""
+    if not dist.is_initialized():
+        return flag
+    t = torch.tensor(float(flag), device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def _all_finite(loss: torch.Tensor) -> bool:
-    """Is the loss finite on every process? (Under torchrun one rank must not
-    stop alone while the others wait for its gradients.)"""
-    bad = (~torch.isfinite(loss.detach())).float()
-    if dist.is_initialized():
-        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-    return not bool(bad.item())
+    """Is the loss finite on every process?"""
+    return not _any_process(not bool(torch.isfinite(loss.detach())), loss.device)
 
 
 def _out_of_time(deadline: float | None, device: torch.device) -> bool:
-    """Past ``train.max_minutes``? Under torchrun all processes agree (any one late stops all)."""
-    if deadline is None:
-        return False
-    late = torch.tensor(float(time.perf_counter() >= deadline), device=device)
-    if dist.is_initialized():
-        dist.all_reduce(late, op=dist.ReduceOp.MAX)
-    return bool(late.item())
+    """Past ``train.max_minutes`` (on any process)?"""
+    return deadline is not None and _any_process(time.perf_counter() >= deadline, device)
 
 
 def _after_step(step: int) -> None:
