@@ -107,7 +107,8 @@ class EvalConfig:
     boundary_width: int = 7
     tile: int | list[int] | None = None  # sliding window size; None = whole image
     tile_overlap: float = 1 / 3
-    batch_size: int = 1
+    pad_size: int | list[int] | None = None  # pad inputs to this size (Section 4.1: 512)
+    batch_size: int = 1  # reserved: images are evaluated one at a time
 
 
 @dataclass

@@ -62,7 +62,7 @@ def evaluate(
         image, mask = dataset[i]
         with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else _null():
             probs = predict_scores(model, image[None].to(device), scales=tuple(cfg.scales), flip=cfg.flip,
-                                   tile=cfg.tile, overlap=cfg.tile_overlap)
+                                   tile=cfg.tile, overlap=cfg.tile_overlap, pad=cfg.pad_size)
         if crf is not None:
             pred = torch.from_numpy(crf(_denormalize(image, mean, std), probs[0].float().cpu().numpy())).long()[None]
         else:

@@ -54,18 +54,19 @@ def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
     return [round(i * (length - tile) / (n - 1)) for i in range(n)]
 
 
-def _softmax_tiled(model: Model, image: torch.Tensor, tile: tuple[int, int] | None, overlap: float) -> torch.Tensor:
+def _softmax_tiled(model: Model, image: torch.Tensor, tile: tuple[int, int] | None, overlap: float,
+                   pad: tuple[int, int] | None = None) -> torch.Tensor:
     """Softmax probabilities ``[N, C, H, W]`` of ``image``, tile by tile where it is larger
     than ``tile``; overlapping tiles are averaged."""
     n, _, h, w = image.shape
     if tile is None or (h <= tile[0] and w <= tile[1]):
-        return _forward(model, image, (h, w)).softmax(1)
+        return _forward(model, image, (h, w), pad).softmax(1)
     th, tw = min(tile[0], h), min(tile[1], w)
     probs: torch.Tensor | None = None
     count = torch.zeros(1, 1, h, w, device=image.device, dtype=torch.float32)
     for y in tile_starts(h, th, overlap):
         for x in tile_starts(w, tw, overlap):
-            p = _forward(model, image[:, :, y : y + th, x : x + tw], (th, tw)).softmax(1)
+            p = _forward(model, image[:, :, y : y + th, x : x + tw], (th, tw), pad).softmax(1)
             if probs is None:
                 probs = torch.zeros(n, p.shape[1], h, w, device=image.device, dtype=torch.float32)
             probs[:, :, y : y + th, x : x + tw] += p
@@ -74,8 +75,13 @@ def _softmax_tiled(model: Model, image: torch.Tensor, tile: tuple[int, int] | No
     return probs / count
 
 
-def _forward(model: Model, image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    logits = model(image)
+def _forward(model: Model, image: torch.Tensor, size: tuple[int, int], pad: tuple[int, int] | None = None) -> torch.Tensor:
+    if pad is not None and (size[0] < pad[0] or size[1] < pad[1]):
+        # zeros are the mean after normalisation, as in training's padding (Section 4.1)
+        padded = F.pad(image, (0, max(0, pad[1] - size[1]), 0, max(0, pad[0] - size[0])))
+        logits = model(padded)[:, :, : size[0], : size[1]]
+    else:
+        logits = model(image)
     if logits.dim() != 4 or logits.shape[0] != image.shape[0] or tuple(logits.shape[-2:]) != size:
         raise ValueError(
             f"model must return logits [N, C, {size[0]}, {size[1]}] for input {tuple(image.shape)}, "
@@ -94,6 +100,7 @@ def predict_scores(
     tile: int | Sequence[int] | None = None,
     overlap: float = 1 / 3,
     num_classes: int | None = None,
+    pad: int | Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Softmax probabilities ``[N, C, H, W]`` for normalised images ``[N, 3, H, W]``.
 
@@ -108,12 +115,17 @@ def predict_scores(
       larger than the tile is run whole (no padding). ``tile=1024, overlap=2/3`` on a
       1024x2048 Cityscapes image gives the paper's four 1024x1024 crops (Sec. 4.3).
     * ``num_classes``: if given, the model's output channels are checked against it.
+    * ``pad``: each input smaller than this (int or ``(h, w)``) is padded at the bottom
+      and right with zeros (the mean of normalised images) and the scores are cropped
+      back: the paper evaluates its ablations with inputs padded to 512x512, so that
+      the top feature map is 16x16 (Section 4.1).
     """
     if image.dim() != 4:
         raise ValueError(f"image must be [N, 3, H, W], got shape {tuple(image.shape)}")
     if not scales:
         raise ValueError("scales must not be empty")
     tile_hw = None if tile is None else _pair(tile)
+    pad_hw = None if pad is None else _pair(pad)
     h, w = image.shape[-2:]
     total: torch.Tensor | None = None
     runs = 0
@@ -123,7 +135,7 @@ def predict_scores(
         size = (max(1, round(h * s)), max(1, round(w * s)))
         x = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", align_corners=False)
         for flipped in (False, True) if flip else (False,):
-            p = _softmax_tiled(model, x.flip(-1) if flipped else x, tile_hw, overlap)
+            p = _softmax_tiled(model, x.flip(-1) if flipped else x, tile_hw, overlap, pad_hw)
             if flipped:
                 p = p.flip(-1)
             if size != (h, w):

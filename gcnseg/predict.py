@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         with torch.inference_mode():
             probs = predict_scores(model, to_input(rgb, cfg.data.mean, cfg.data.std).to(device), scales=scales,
                                    flip=args.flip or cfg.eval.flip, tile=args.tile or cfg.eval.tile,
-                                   overlap=cfg.eval.tile_overlap)
+                                   overlap=cfg.eval.tile_overlap, pad=cfg.eval.pad_size)
         if args.crf:
             pred = dense_crf(rgb, probs[0].float().cpu().numpy())
         else:

@@ -151,3 +151,26 @@ def test_bad_arguments():
         predict_scores(model, image, scales=())
     with pytest.raises(ValueError):
         predict_scores(model, image, tile=4, overlap=1.5)
+
+
+def test_pad_runs_the_model_on_the_padded_size_and_crops_back():
+    """Section 4.1: inputs padded to 512x512 (here 16x24) with zeros, scores cropped back."""
+    seen = []
+
+    class GlobalMean(torch.nn.Module):
+        """Logits depend on the whole input (so padding changes them)."""
+
+        def forward(self, x):
+            seen.append(tuple(x.shape[-2:]))
+            m = x.mean(dim=(2, 3), keepdim=True)
+            return torch.cat([x[:, :1] + m[:, :1], x[:, 1:2] - m[:, :1]], 1)
+
+    image = torch.randn(1, 3, 10, 13)
+    probs = predict_scores(GlobalMean(), image, pad=(16, 24))
+    assert seen == [(16, 24)] and probs.shape == (1, 2, 10, 13)
+    padded = torch.nn.functional.pad(image, (0, 11, 0, 6))
+    expected = GlobalMean()(padded)[:, :, :10, :13].softmax(1)
+    torch.testing.assert_close(probs, expected)
+    seen.clear()
+    predict_scores(GlobalMean(), torch.randn(1, 3, 20, 30), pad=16)  # larger: run as it is
+    assert seen == [(20, 30)]
