@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ def evaluate(
     indices = range(rank, len(dataset), world)
     for i in tqdm(indices, disable=not (show_progress and rank == 0), desc="eval", unit="img", mininterval=1.0):
         image, mask = dataset[i]
-        with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else _null():
+        with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext():
             probs = predict_scores(model, image[None].to(device), scales=tuple(cfg.scales), flip=cfg.flip,
                                    tile=cfg.tile, overlap=cfg.tile_overlap, pad=cfg.pad_size)
         if crf is not None:
@@ -72,14 +73,6 @@ def evaluate(
         metrics.all_reduce()
     model.train(was_training)
     return metrics.compute()
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 @torch.inference_mode()

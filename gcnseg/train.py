@@ -37,7 +37,6 @@ from .checkpoint import (
     load_weights,
     resolve_checkpoint,
     save_checkpoint,
-    unwrap,
 )
 from .config import Config, load_config
 from .errors import GcnsegError
@@ -350,7 +349,7 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
                 masks = masks.to(device, non_blocking=True)
                 if t.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp) if use_amp else nullcontext():
+                with torch.autocast(device.type, dtype=amp_dtype) if use_amp else nullcontext():
                     logits = ddp(images)
                 loss = segmentation_loss(logits, masks, ignore)
                 if not _all_finite(loss):
