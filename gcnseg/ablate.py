@@ -24,7 +24,8 @@ other characters replaced by ``-``). A network whose folder holds
 ``summary.json`` is done and skipped; one with a checkpoint but no summary
 resumes; so running the same command again resumes an interrupted ablation. A
 folder that holds a run of another configuration is an error, never silently
-reused. After every network ``OUT/tableN.md``, ``OUT/tableN.json`` and
+reused; a run of the same configuration made for another table is reused, so
+Tables 1, 2, 3 and 5 given one OUT train each distinct network once. After every network ``OUT/tableN.md``, ``OUT/tableN.json`` and
 ``OUT/tableN.png`` are rewritten (pending networks show as ``-``).
 
 Measured values are the final validation of each run (``summary.json``
@@ -55,8 +56,9 @@ METRICS = ("miou", "boundary_acc", "internal_acc", "pixel_acc", "mean_acc", "fwi
 COLUMNS = METRICS + ("head_params",)
 LABELS = {"miou": "mIoU", "boundary_acc": "boundary acc", "internal_acc": "internal acc", "pixel_acc": "pixel acc",
           "mean_acc": "mean acc", "fwiou": "fwIoU", "head_params": "res-5 head params"}
-# keys that do not change what a run computes: a finished run may differ in them
-NEUTRAL_KEYS = {"train.device", "train.threads", "data.workers", "data.root", "train.previews", "train.log_every"}
+# keys that do not change what a run computes: a finished run may differ in them (``name``
+# too, so tables that share a network, e.g. "GCN k=3" in Tables 1-3, share its run in one OUT)
+NEUTRAL_KEYS = {"name", "train.device", "train.threads", "data.workers", "data.root", "train.previews", "train.log_every"}
 
 
 @dataclass

@@ -107,6 +107,7 @@ def bench_inference(size: int, repeats: int, warmup: int, num_classes: int = 21,
 def bench_train_step(size: int, repeats: int, warmup: int, num_classes: int = 21, batch: int = 1) -> dict[str, Any]:
     from .models import GCNSeg
     from .models.backbones import build_backbone
+    from .optimize import native_bf16
     from .train import segmentation_loss
 
     x = torch.randn(batch, 3, size, size)
@@ -116,9 +117,11 @@ def bench_train_step(size: int, repeats: int, warmup: int, num_classes: int = 21
     opt_g = torch.optim.SGD(gcn.parameters(), lr=1e-6, momentum=0.99)
     opt_b = torch.optim.SGD(backbone.parameters(), lr=1e-6, momentum=0.99)
 
-    def step_gcn() -> None:
+    def step_gcn(amp: bool = False) -> None:
         opt_g.zero_grad(set_to_none=True)
-        segmentation_loss(gcn(x), y, 255).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):  # what train.amp=bf16 does
+            logits = gcn(x)
+        segmentation_loss(logits.float(), y, 255).backward()
         opt_g.step()
 
     def step_backbone() -> None:
@@ -126,8 +129,10 @@ def bench_train_step(size: int, repeats: int, warmup: int, num_classes: int = 21
         sum(f.float().mean() for f in backbone(x)).backward()
         opt_b.step()
 
-    times = _median_times({"backbone forward+backward+SGD (reference)": step_backbone,
-                           "GCNSeg-R50 training step": step_gcn}, repeats, warmup)
+    steps = {"backbone forward+backward+SGD (reference)": step_backbone, "GCNSeg-R50 training step": step_gcn}
+    if native_bf16():
+        steps["GCNSeg-R50 training step, bf16 autocast (train.amp=bf16)"] = lambda: step_gcn(amp=True)
+    times = _median_times(steps, repeats, warmup)
     ref = times["backbone forward+backward+SGD (reference)"]
     return {"rows": [{"name": n, "ms": 1000 * t, "ratio": t / ref} for n, t in times.items()]}
 

@@ -86,7 +86,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str | None = None  # None | bf16 | fp16 (CUDA)
+    amp: str | None = None  # None | bf16 (CUDA or CPU) | fp16 (CUDA)
     channels_last: bool = False
     sync_bn: bool = False
     freeze_bn: bool = False  # BatchNorm in eval mode (the paper trains with batch size 1)

@@ -33,13 +33,13 @@ networks:
 def test_paper_tables():
     t1 = load_table(table_path(1))
     assert t1.number == 1 and t1.columns == ["miou"]
-    assert [n.name for n in t1.networks] == ["base"] + [f"k={k}" for k in range(3, 16, 2)]
+    assert [n.name for n in t1.networks] == ["Baseline"] + [f"GCN k={k}" for k in range(3, 16, 2)]
     assert [n.paper["miou"] for n in t1.networks] == [69.0, 70.1, 71.1, 72.8, 73.4, 73.7, 74.0, 74.5]
     cfgs = network_configs(t1, Path("out"))
     assert cfgs[0].model.head == "conv1x1"
     assert [(c.model.head, c.model.k) for c in cfgs[1:]] == [("gcn", k) for k in range(3, 16, 2)]
     assert all(c.model.br is False and c.model.backbone == "resnet152" for c in cfgs)
-    assert [c.out_dir for c in cfgs[:2]] == [str(Path("out/base")), str(Path("out/k-3"))]
+    assert [c.out_dir for c in cfgs[:2]] == [str(Path("out/baseline")), str(Path("out/gcn-k-3"))]
 
     t2 = load_table(table_path(2))
     kinds = [(c.model.head, c.model.k) for c in network_configs(t2, Path("o"))]

@@ -16,8 +16,11 @@ def test_bench_reports_all_rows(tmp_path, capsys):
     assert result["inference"]["rows"][0]["ratio"] == 1.0
     assert all(r["ms"] > 0 for r in result["inference"]["rows"])
     assert result["inference"]["optimised_argmax_agreement"]["fp32"] >= 0.999
+    from gcnseg.optimize import native_bf16
+
     assert [r["name"] for r in result["train"]["rows"]] == ["backbone forward+backward+SGD (reference)",
-                                                            "GCNSeg-R50 training step"]
+                                                            "GCNSeg-R50 training step"] + (
+        ["GCNSeg-R50 training step, bf16 autocast (train.amp=bf16)"] if native_bf16() else [])
     mpx = result["metrics"]["mpx_per_s"]
     assert set(mpx) == {"confusion matrix", "confusion matrix + boundary band"} and all(v > 0 for v in mpx.values())
     text = capsys.readouterr().out

@@ -70,7 +70,9 @@ def trained(tmp_path_factory):
 @pytest.mark.parametrize("precision", ["bf16", "auto"])
 def test_bf16_backbone_agrees_with_eager_fp32(trained, precision):
     fast = optimize_for_inference(trained, precision=precision)
-    for x in (torch.randn(2, 3, 64, 96), real_looking(97, 131)):
+    # noise at 128x192 or more: on 64x96 noise (res-5 is 2x3, all border, scores near-tied
+    # out of distribution) this 25-step network agrees on 99.88% only, 15 pixels of 12,288
+    for x in (torch.randn(2, 3, 128, 192), real_looking(97, 131)):
         with torch.inference_mode():
             ref, got = trained(x), fast(x)
         assert got.dtype == torch.float32 and got.shape == ref.shape

@@ -157,3 +157,28 @@ def test_summary_without_any_scored_pixel_says_n_a():
                "best": {"miou": -1.0, "step": None}, "run_dir": "r", "best_checkpoint": "r/c"}
     text = format_summary(summary)
     assert "val mIoU n/a  pixel acc n/a" in text and "best mIoU n/a at step None" in text
+
+
+def test_bf16_autocast_trains_on_cpu_and_fp16_is_refused(tmp_path, monkeypatch):
+    seen = []
+    real = train_mod.segmentation_loss
+
+    def spy(logits, target, ignore_index):  # the loss sees float32 logits of a bf16 forward
+        seen.append(logits.dtype)
+        return real(logits, target, ignore_index)
+
+    monkeypatch.setattr(train_mod, "segmentation_loss", spy)
+    run = tmp_path / "bf16"
+    summary = train(tiny(run, "train.iterations=3", "train.previews=0", "train.amp=bf16"), show_progress=False)
+    assert summary["steps"] == 3 and len(seen) == 3
+    assert seen == [torch.float32] * 3
+    fp32 = tmp_path / "fp32"
+    train(tiny(fp32, "train.iterations=3", "train.previews=0"), show_progress=False)
+    a = load_file(str(resolve_checkpoint(run, "last") / "model.safetensors"))
+    b = load_file(str(resolve_checkpoint(fp32, "last") / "model.safetensors"))
+    assert {v.dtype for v in a.values() if v.is_floating_point()} == {torch.float32}  # weights stay float32
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("heads."))  # bf16 maths did run
+
+    with pytest.raises(Exception, match="train.amp=fp16 needs a CUDA device"):
+        train(tiny(tmp_path / "fp16", "train.iterations=1", "train.amp=fp16"), show_progress=False)
+    assert not (tmp_path / "fp16" / "checkpoints").exists()

@@ -44,13 +44,15 @@ class Deconv2x(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.deconv = nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1, bias=False)
+        # padding=3 drops the 3 outer pixels of the (2H+6)-pixel transposed output of the
+        # padded input: 2H remain, so even sizes need no crop (and no copy before BR)
+        self.deconv = nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=3, bias=False)
         with torch.no_grad():
             self.deconv.weight.copy_(bilinear_kernel(channels))
 
     def forward(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         y = self.deconv(F.pad(x, (1, 1, 1, 1), mode="replicate"))
-        return y[:, :, 2 : 2 + size[0], 2 : 2 + size[1]]
+        return y[:, :, : size[0], : size[1]]  # a view, still contiguous when nothing is cut
 
 
 class Bilinear2x(nn.Module):
@@ -118,6 +120,10 @@ class GCNSeg(nn.Module):
         self.fuse_br = nn.ModuleList(refine() for _ in range(5))  # after each upsampling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu":
+            # oneDNN's fast layout on the CPU: the whole network runs channels-last
+            # (eager inference 1.49x -> 1.33x the bare NCHW backbone, `gcnseg bench`)
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.decode(self.backbone(x), x.shape[-2:])
 
     def decode(self, feats: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
