@@ -10,8 +10,8 @@ paper table::
     columns: [miou]                   # summary metrics (in %) and/or head_params
     set: {model.br: false}            # optional: dotted keys for every network
     networks:
-      - {name: base, paper: {miou: 69.0}, set: {model.head: conv1x1}}
-      - {name: k=3, paper: {miou: 70.1}, set: {model.head: gcn, model.k: 3}}
+      - {name: Baseline, paper: {miou: 69.0}, set: {model.head: conv1x1}}
+      - {name: GCN k=3, paper: {miou: 70.1}, set: {model.head: gcn, model.k: 3}}
 
 The configuration of a network is built in this order, later wins: the base
 config (``--config`` replaces the table's ``base``), the table's ``set``, the
@@ -25,7 +25,9 @@ other characters replaced by ``-``). A network whose folder holds
 resumes; so running the same command again resumes an interrupted ablation. A
 folder that holds a run of another configuration is an error, never silently
 reused; a run of the same configuration made for another table is reused, so
-Tables 1, 2, 3 and 5 given one OUT train each distinct network once. After every network ``OUT/tableN.md``, ``OUT/tableN.json`` and
+Tables 1-5 given one OUT train each distinct network once (run the tables one
+after the other: two ``ablate`` processes on one OUT could train the same
+shared network at once). After every network ``OUT/tableN.md``, ``OUT/tableN.json`` and
 ``OUT/tableN.png`` are rewritten (pending networks show as ``-``).
 
 Measured values are the final validation of each run (``summary.json``

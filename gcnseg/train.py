@@ -221,8 +221,19 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
 
     t = cfg.train
     device = resolve_device(t.device)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}.get(t.amp, "bad")
+    if amp_dtype == "bad":
+        raise GcnsegError(f"train.amp={t.amp!r}: expected bf16, fp16 or null")
+    if amp_dtype == torch.float16 and device.type != "cuda":
+        raise GcnsegError(f"train.amp=fp16 needs a CUDA device (this run is on {device}); use train.amp=bf16 on a CPU")
     rank, world = init_distributed(device)
     is_main = rank == 0
+    if amp_dtype == torch.bfloat16 and device.type == "cpu" and is_main:
+        from .optimize import native_bf16
+
+        if not native_bf16():
+            print("warning: train.amp=bf16 on a CPU without native bf16 (AVX512-BF16/AMX): emulated, "
+                  "likely slower than float32", file=sys.stderr)
     if t.threads:
         torch.set_num_threads(t.threads)
     if t.deterministic:
@@ -284,11 +295,6 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
     if world > 1:
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}.get(t.amp, "bad")
-    if amp_dtype == "bad":
-        raise GcnsegError(f"train.amp={t.amp!r}: expected bf16, fp16 or null")
-    if amp_dtype == torch.float16 and device.type != "cuda":
-        raise GcnsegError(f"train.amp=fp16 needs a CUDA device (this run is on {device}); use train.amp=bf16 on a CPU")
     # bf16 autocast on the CPU: oneDNN's native bf16 (AVX512-BF16 / AMX) runs the
     # convolutions about 1.8x faster (gcnseg bench); without it, the same maths emulated
     use_amp = amp_dtype is not None
@@ -355,7 +361,7 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
                     images = images.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=amp_dtype) if use_amp else nullcontext():
                     logits = ddp(images)
-                loss = segmentation_loss(logits.float(), masks, ignore)
+                loss = segmentation_loss(logits, masks, ignore)  # in float32, whatever the autocast dtype
                 if not _all_finite(loss):
                     where = run_dir / "last.json"
                     raise TrainingError(

@@ -85,6 +85,10 @@ def test_auto_precision_follows_the_cpu(monkeypatch):
     model = GCNSeg(3, backbone="resnet18", k=3).eval()
     monkeypatch.setattr(opt, "native_bf16", lambda: True)
     assert optimize_for_inference(model).backbone_dtype == torch.bfloat16
+    # BatchNorm kept (fold_bn=False): auto stays fp32 and an explicit bf16 is refused
+    assert optimize_for_inference(model, fold_bn=False).backbone_dtype == torch.float32
+    with pytest.raises(ValueError, match="fold_bn"):
+        optimize_for_inference(model, fold_bn=False, precision="bf16")
     monkeypatch.setattr(opt, "native_bf16", lambda: False)
     assert optimize_for_inference(model).backbone_dtype == torch.float32
     with pytest.raises(ValueError, match="precision"):

@@ -161,24 +161,28 @@ def test_summary_without_any_scored_pixel_says_n_a():
 
 def test_bf16_autocast_trains_on_cpu_and_fp16_is_refused(tmp_path, monkeypatch):
     seen = []
-    real = train_mod.segmentation_loss
+    real_build = train_mod.build_model
 
-    def spy(logits, target, ignore_index):  # the loss sees float32 logits of a bf16 forward
-        seen.append(logits.dtype)
-        return real(logits, target, ignore_index)
+    def build(cfg, num_classes):  # record the dtype of every training forward's scores
+        model = real_build(cfg, num_classes)
+        model.register_forward_hook(lambda m, args, out: seen.append(out.dtype) if m.training else None)
+        return model
 
-    monkeypatch.setattr(train_mod, "segmentation_loss", spy)
+    monkeypatch.setattr(train_mod, "build_model", build)
     run = tmp_path / "bf16"
     summary = train(tiny(run, "train.iterations=3", "train.previews=0", "train.amp=bf16"), show_progress=False)
-    assert summary["steps"] == 3 and len(seen) == 3
-    assert seen == [torch.float32] * 3
+    assert summary["steps"] == 3 and seen == [torch.bfloat16] * 3
+    assert all(0.0 <= summary["final"][k] <= 1.0 for k in ("miou", "pixel_acc"))
+    seen.clear()
     fp32 = tmp_path / "fp32"
     train(tiny(fp32, "train.iterations=3", "train.previews=0"), show_progress=False)
+    assert seen == [torch.float32] * 3
     a = load_file(str(resolve_checkpoint(run, "last") / "model.safetensors"))
     b = load_file(str(resolve_checkpoint(fp32, "last") / "model.safetensors"))
     assert {v.dtype for v in a.values() if v.is_floating_point()} == {torch.float32}  # weights stay float32
-    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("heads."))  # bf16 maths did run
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("heads."))
 
+    # refused before anything is written: a corrected rerun into the same folder is not blocked
     with pytest.raises(Exception, match="train.amp=fp16 needs a CUDA device"):
         train(tiny(tmp_path / "fp16", "train.iterations=1", "train.amp=fp16"), show_progress=False)
-    assert not (tmp_path / "fp16" / "checkpoints").exists()
+    assert not (tmp_path / "fp16").exists()

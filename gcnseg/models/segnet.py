@@ -39,7 +39,8 @@ class Deconv2x(nn.Module):
     A 4x4 stride-2 ``ConvTranspose2d`` initialised to bilinear interpolation. The
     input is padded by one replicated pixel first, so that a fresh layer equals
     ``F.interpolate(scale_factor=2, mode="bilinear", align_corners=False)`` at
-    every pixel, borders included. The output is cropped to ``size``.
+    every pixel, borders included. The output is cropped to ``size``, at most
+    twice the input's size (a stride-2 layer maps n pixels to ceil(n/2)).
     """
 
     def __init__(self, channels: int) -> None:
