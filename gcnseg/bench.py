@@ -2,7 +2,8 @@
 
 Everything is measured in one process, round-robin (one call of each model in
 turn, repeated), and reported as medians and as ratios against a reference run
-in the same process: these machines are noisy, ratios are what compare.
+in the same process: these machines are noisy, ratios are what compare. A ratio
+is the median over rounds of (time / the reference's time in that round).
 
 Rows (CPU, fp32 unless said otherwise):
 
@@ -33,8 +34,8 @@ import torch
 from torch import nn
 
 
-def _median_times(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, float]:
-    """Median seconds per call of each function, measured round-robin."""
+def _round_times(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds per call of each function, ``repeats`` rounds, each round calling every function once."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -44,7 +45,21 @@ def _median_times(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int) 
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return times
+
+
+def _median_times(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, float]:
+    """Median seconds per call of each function, measured round-robin."""
+    return {name: statistics.median(ts) for name, ts in _round_times(fns, repeats, warmup).items()}
+
+
+def _rows(times: dict[str, list[float]], reference: str) -> list[dict[str, Any]]:
+    """Median ms and ratio of each function; the ratio is the median over rounds of
+    (time / the reference's time in the same round), so a slow spell of the machine
+    that lasts a few rounds moves both and cancels out."""
+    ref = times[reference]
+    return [{"name": n, "ms": 1000 * statistics.median(ts),
+             "ratio": statistics.median(t / r for t, r in zip(ts, ref))} for n, ts in times.items()]
 
 
 def _inference_models(num_classes: int, device: str = "cpu") -> dict[str, nn.Module]:
@@ -92,15 +107,14 @@ def bench_inference(size: int, repeats: int, warmup: int, num_classes: int = 21,
 
     for m in models.values():
         m.to(device)
-    times = _median_times({name: call(m) for name, m in models.items()}, repeats, warmup)
+    times = _round_times({name: call(m) for name, m in models.items()}, repeats, warmup)
     with torch.inference_mode():
         eager = models["GCNSeg-R50 eager"](x).argmax(1)
         for key, name in (("fp32", "GCNSeg-R50 optimised fp32"), ("default", "GCNSeg-R50 optimised (default)")):
             agree = (models[name](x).argmax(1) == eager).float().mean().item()
             outputs.setdefault("optimised_argmax_agreement", {})[key] = agree
     outputs["default_backbone_dtype"] = str(models["GCNSeg-R50 optimised (default)"].backbone_dtype)
-    ref = times["resnet50 features (reference)"]
-    rows = [{"name": n, "ms": 1000 * t, "ratio": t / ref} for n, t in times.items()]
+    rows = _rows(times, "resnet50 features (reference)")
     return {"rows": rows, **outputs}
 
 
@@ -132,9 +146,8 @@ def bench_train_step(size: int, repeats: int, warmup: int, num_classes: int = 21
     steps = {"backbone forward+backward+SGD (reference)": step_backbone, "GCNSeg-R50 training step": step_gcn}
     if native_bf16():
         steps["GCNSeg-R50 training step, bf16 autocast (train.amp=bf16)"] = lambda: step_gcn(amp=True)
-    times = _median_times(steps, repeats, warmup)
-    ref = times["backbone forward+backward+SGD (reference)"]
-    return {"rows": [{"name": n, "ms": 1000 * t, "ratio": t / ref} for n, t in times.items()]}
+    times = _round_times(steps, repeats, warmup)
+    return {"rows": _rows(times, "backbone forward+backward+SGD (reference)")}
 
 
 def bench_metrics(repeats: int, num_classes: int = 19, size: tuple[int, int] = (1024, 2048)) -> dict[str, Any]:
