@@ -135,7 +135,7 @@ def bench_train_step(size: int, repeats: int, warmup: int, num_classes: int = 21
         opt_g.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):  # what train.amp=bf16 does
             logits = gcn(x)
-        segmentation_loss(logits.float(), y, 255).backward()
+        segmentation_loss(logits, y, 255).backward()  # the loss is computed in float32
         opt_g.step()
 
     def step_backbone() -> None:
