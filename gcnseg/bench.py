@@ -118,34 +118,49 @@ def bench_inference(size: int, repeats: int, warmup: int, num_classes: int = 21,
     return {"rows": rows, **outputs}
 
 
-def bench_train_step(size: int, repeats: int, warmup: int, num_classes: int = 21, batch: int = 1) -> dict[str, Any]:
+def bench_train_step(size: int, repeats: int, warmup: int, num_classes: int = 21, batch: int = 1,
+                     device: str = "cpu", amp: torch.dtype | None = None) -> dict[str, Any]:
+    """One SGD step of GCNSeg-R50 against the backbone's forward+backward+SGD.
+
+    On the CPU: float32, plus a bf16-autocast row where the CPU has native bf16. On a
+    GPU: both the GCNSeg step and the reference under ``amp`` autocast (what
+    ``train.amp`` does; fp16's GradScaler is left out, it costs a few element-wise ops).
+    """
     from .models import GCNSeg
     from .models.backbones import build_backbone
     from .optimize import native_bf16
     from .train import segmentation_loss
 
-    x = torch.randn(batch, 3, size, size)
-    y = torch.randint(0, num_classes, (batch, size, size))
-    gcn = GCNSeg(num_classes, "resnet50", "gcn", 15, True, "deconv").train()
-    backbone = build_backbone("resnet50").train()
+    x = torch.randn(batch, 3, size, size, device=device)
+    y = torch.randint(0, num_classes, (batch, size, size), device=device)
+    gcn = GCNSeg(num_classes, "resnet50", "gcn", 15, True, "deconv").train().to(device)
+    backbone = build_backbone("resnet50").train().to(device)
     opt_g = torch.optim.SGD(gcn.parameters(), lr=1e-6, momentum=0.99)
     opt_b = torch.optim.SGD(backbone.parameters(), lr=1e-6, momentum=0.99)
 
-    def step_gcn(amp: bool = False) -> None:
+    def sync() -> None:
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+    def step_gcn(dtype: torch.dtype | None = amp) -> None:
         opt_g.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):  # what train.amp=bf16 does
+        with torch.autocast(device, dtype=dtype, enabled=dtype is not None):  # what train.amp does
             logits = gcn(x)
         segmentation_loss(logits, y, 255).backward()  # the loss is computed in float32
         opt_g.step()
+        sync()
 
     def step_backbone() -> None:
         opt_b.zero_grad(set_to_none=True)
-        sum(f.float().mean() for f in backbone(x)).backward()
+        with torch.autocast(device, dtype=amp, enabled=amp is not None):
+            feats = backbone(x)
+        sum(f.float().mean() for f in feats).backward()
         opt_b.step()
+        sync()
 
     steps = {"backbone forward+backward+SGD (reference)": step_backbone, "GCNSeg-R50 training step": step_gcn}
-    if native_bf16():
-        steps["GCNSeg-R50 training step, bf16 autocast (train.amp=bf16)"] = lambda: step_gcn(amp=True)
+    if device == "cpu" and amp is None and native_bf16():
+        steps["GCNSeg-R50 training step, bf16 autocast (train.amp=bf16)"] = lambda: step_gcn(torch.bfloat16)
     times = _round_times(steps, repeats, warmup)
     return {"rows": _rows(times, "backbone forward+backward+SGD (reference)")}
 
@@ -246,10 +261,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"peak memory, optimised inference on 1x3x1024x2048: {r['peak_rss_gib']:.2f} GiB "
               f"(process with the model loaded: {r['model_loaded_rss_gib']:.2f} GiB)")
     if "gpu" not in args.skip and torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True  # every model autotuned alike, in the warm-up calls
         rows = {}
         for name, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
             rows[name] = bench_inference(args.size, args.repeats, args.warmup, batch=16, device="cuda", amp=dtype)
             print(format_rows(f"GPU inference, batch 16, {name}", rows[name]["rows"]))
+        for name, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+            r = bench_train_step(args.size, args.repeats, args.warmup, batch=16, device="cuda", amp=dtype)
+            rows[f"train {name}"] = r
+            print(format_rows(f"GPU training step, batch 16, {name}", r["rows"]))
         result["gpu"] = {"device": torch.cuda.get_device_name(), **rows}
     if args.json_out:
         from .checkpoint import atomic_write_text

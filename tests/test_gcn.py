@@ -107,3 +107,43 @@ def test_boundary_refine_is_residual():
     manual = x + br.conv2(torch.relu(br.conv1(x)))
     torch.testing.assert_close(br(x), manual)
     assert [br.conv1.kernel_size, br.conv2.kernel_size] == [(3, 3), (3, 3)]
+
+
+@pytest.mark.parametrize("hw", [(17, 19), (2, 2)])  # 2x2: PyTorch's fallback convolution
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_conv1xk_training_path_equals_plain_convolution(memory_format, hw, monkeypatch):
+    """Conv1xk's transposed k x 1 path (taken while its weight learns on the CPU) gives
+    the plain 1 x k convolution's output and gradients, bias included."""
+    import torch.nn.functional as F
+
+    kernels = []
+    conv2d = F.conv2d
+
+    def recording_conv2d(x, weight, *args):
+        kernels.append(tuple(weight.shape[-2:]))
+        return conv2d(x, weight, *args)
+
+    monkeypatch.setattr(F, "conv2d", recording_conv2d)
+    from gcnseg.models.gcn import Conv1xk
+
+    torch.manual_seed(0)
+    fast = Conv1xk(6, 4, 15, bias=True).to(memory_format=memory_format)
+    plain = nn.Conv2d(6, 4, (1, 15), padding=(0, 7), bias=True)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 6, *hw).contiguous(memory_format=memory_format)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ya, yb = fast(xa), plain(xb)
+    assert kernels == [(15, 1), (1, 15)]  # Conv1xk ran as k x 1 on the transposed map
+    with torch.no_grad():
+        fast(x)
+    assert kernels[-1] == (1, 15)  # no gradient: the plain call
+    g = torch.randn_like(yb)
+    ya.backward(g)
+    yb.backward(g)
+    assert ya.shape == yb.shape == (2, 4, *hw)
+    torch.testing.assert_close(ya, yb, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast.weight.grad, plain.weight.grad, rtol=1e-4, atol=1e-4)  # sums of 646 products
+    torch.testing.assert_close(fast.bias.grad, plain.bias.grad, rtol=1e-5, atol=1e-5)
+    assert [k for k, _ in fast.state_dict().items()] == ["weight", "bias"]  # checkpoints unchanged
+    assert fast.weight.shape == (4, 6, 1, 15)

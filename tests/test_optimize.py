@@ -43,7 +43,7 @@ def test_fp32_path_agrees_with_eager(backbone):
     for x in (torch.randn(1, 3, 96, 128), real_looking(97, 131)):
         with torch.inference_mode():
             ref, got = model(x), fast(x)
-        assert got.shape == ref.shape and got.is_contiguous()
+        assert got.shape == ref.shape and got.dtype == torch.float32
         # float rounding only: differences far below the scale of the scores
         assert (got - ref).abs().max() <= 1e-3 * ref.abs().max()
         assert (got.argmax(1) == ref.argmax(1)).float().mean() >= 0.999

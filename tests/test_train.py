@@ -186,3 +186,27 @@ def test_bf16_autocast_trains_on_cpu_and_fp16_is_refused(tmp_path, monkeypatch):
     with pytest.raises(Exception, match="train.amp=fp16 needs a CUDA device"):
         train(tiny(tmp_path / "fp16", "train.iterations=1", "train.amp=fp16"), show_progress=False)
     assert not (tmp_path / "fp16").exists()
+
+
+def test_segmentation_loss_same_for_channels_last_scores():
+    """The channels-last fast path gives the plain call's loss and gradient; ignored
+    pixels do not count; no labelled pixel gives 0."""
+    import torch.nn.functional as F
+
+    from gcnseg.train import segmentation_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 6, 7)
+    target = torch.randint(0, 5, (2, 6, 7))
+    target[0, :2] = 255
+    a = logits.clone().requires_grad_(True)
+    b = logits.clone().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    la, lb = segmentation_loss(a, target, 255), segmentation_loss(b, target, 255)
+    la.backward()
+    lb.backward()
+    expected = F.cross_entropy(logits, target, ignore_index=255, reduction="sum") / (target != 255).sum()
+    torch.testing.assert_close(la, expected)
+    torch.testing.assert_close(lb, expected)
+    torch.testing.assert_close(b.grad, a.grad)
+    assert b.grad.is_contiguous(memory_format=torch.channels_last)
+    assert segmentation_loss(logits, torch.full_like(target, 255), 255).item() == 0.0

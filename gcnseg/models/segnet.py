@@ -84,7 +84,9 @@ class GCNSeg(nn.Module):
         weights: backbone weights (``"DEFAULT"``, an enum name or a file).
         m: intermediate width of ``"stack"`` heads (Table 4).
 
-    The output has exactly the input's height and width, for any input size.
+    The output has exactly the input's height and width, for any input size. Its
+    memory layout is channels-last (the network's own); ``.contiguous()`` gives
+    NCHW strides where a caller needs them.
     """
 
     def __init__(
@@ -119,6 +121,11 @@ class GCNSeg(nn.Module):
         self.head_br = nn.ModuleList(refine() for _ in range(4))  # after each score head
         self.up = nn.ModuleList(up() for _ in range(5))  # res-5->4, 4->3, 3->2, then x2, x2
         self.fuse_br = nn.ModuleList(refine() for _ in range(5))  # after each upsampling
+        # channels-last weights, the layout the CPU input is converted to below: with NCHW
+        # weights oneDNN re-laid out every 3x3 and k x 1 kernel on every call (eager
+        # GCNSeg-R50 1.36x -> 1.32x the NCHW backbone, same process). cuDNN follows the
+        # weights' layout too (eager bf16 batch 16 on an H200: 0.89x of NCHW).
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu":
@@ -142,4 +149,4 @@ class GCNSeg(nn.Module):
         for i, finer in enumerate(reversed(scores[:3])):  # res-4, res-3, res-2
             s = self.fuse_br[i](self.up[i](s, finer.shape[-2:]) + finer)
         s = self.fuse_br[3](self.up[3](s, ((h + 1) // 2, (w + 1) // 2)))
-        return self.fuse_br[4](self.up[4](s, (h, w))).contiguous()
+        return self.fuse_br[4](self.up[4](s, (h, w)))  # channels-last; no NCHW copy (~9 ms at 512x512)

@@ -1,0 +1,151 @@
+"""GPU checks, run by hand where a GPU is lent (CI has none; nothing depends on it).
+
+    python benchmarks/gpu_check.py OUT_DIR [--quick]
+
+1. CUDA computes what the CPU computes: a small GCNSeg in float32 (TF32 off),
+   eager and through the optimised inference path (which picks float32 on a GPU).
+2. The command line on CUDA: ``train`` with ``train.amp=fp16`` (GradScaler) and
+   ``bf16``, ``train`` under ``torchrun`` (NCCL, DistributedDataParallel), then
+   ``eval`` and ``predict`` of the trained run.
+3. Memory layout on the GPU: eager GCNSeg-R50, batch 16, bf16 autocast, NCHW
+   against channels-last (same process, round-robin).
+4. ``gcnseg bench``'s GPU rows (inference and training step, batch 16, fp32 /
+   bf16 / fp16) into ``OUT_DIR/gpu_bench.json``.
+
+Every check asserts; the script exits non-zero on the first failure. ``--quick``
+shrinks sizes and steps (a dry run of the plumbing; on a CPU-only machine only
+the parts that need no GPU run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def gcnseg(*args: str, env_extra: dict[str, str] | None = None, torchrun: bool = False) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", "-m"] if torchrun \
+        else [sys.executable, "-m"]
+    cmd = prefix + ["gcnseg", *args]
+    t = time.perf_counter()
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    print(f"$ {' '.join(cmd[2:])}  [{time.perf_counter() - t:.1f} s, rc {out.returncode}]")
+    tail = (out.stdout + out.stderr).strip().splitlines()[-6:]
+    print("\n".join("    " + line for line in tail))
+    assert out.returncode == 0, f"{' '.join(args)} failed"
+    return out.stdout + out.stderr
+
+
+def check_cuda_equals_cpu() -> None:
+    from gcnseg.models import GCNSeg
+    from gcnseg.optimize import optimize_for_inference
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.manual_seed(0)
+    model = GCNSeg(5, "resnet18", "gcn", 7, True, "deconv").eval()
+    x = torch.randn(2, 3, 96, 128)
+    with torch.inference_mode():
+        cpu = model(x)
+        gpu_model = model.to("cuda")
+        gpu = gpu_model(x.cuda()).cpu()
+        opt = optimize_for_inference(gpu_model)
+        gpu_opt = opt(x.cuda()).cpu()
+    diff = (cpu - gpu).abs().max().item()
+    agree = (cpu.argmax(1) == gpu.argmax(1)).float().mean().item()
+    agree_opt = (cpu.argmax(1) == gpu_opt.argmax(1)).float().mean().item()
+    print(f"CUDA vs CPU, fp32: max |diff| {diff:.2e} (scores up to {cpu.abs().max().item():.2f}), "
+          f"argmax agreement {100 * agree:.3f}%, optimised path ({opt.backbone_dtype}) {100 * agree_opt:.3f}%")
+    assert gpu.shape == cpu.shape == (2, 5, 96, 128)
+    assert diff < 1e-3 * max(1.0, cpu.abs().max().item()), diff
+    assert agree >= 0.999 and agree_opt >= 0.999
+    assert opt.backbone_dtype == torch.float32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def check_command_line(out: Path, steps: int) -> dict[str, float]:
+    base = ["--config", "configs/demo.yaml", "--no-progress", "train.device=cuda", f"train.iterations={steps}",
+            f"train.val_every={steps}", "train.previews=2", "data.options.eval_length=16"]
+    mious = {}
+    for amp in ("fp16", "bf16"):
+        run = out / f"train_{amp}"
+        gcnseg("train", *base, f"out_dir={run}", f"train.amp={amp}")
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["steps"] == steps, summary["steps"]
+        mious[amp] = float(summary["final"]["miou"])
+        print(f"    train.amp={amp}: {steps} steps in {summary['train_seconds']} s, val mIoU {100 * mious[amp]:.2f}")
+    ddp = out / "train_ddp"
+    gcnseg("train", *base, f"out_dir={ddp}", "train.amp=bf16", torchrun=True)
+    assert (ddp / "last.json").exists()
+    gcnseg("eval", "--checkpoint", str(out / "train_bf16"), "--device", "cuda", "--limit", "8",
+           "--json", str(out / "eval_cuda.json"))
+    result = json.loads((out / "eval_cuda.json").read_text())
+    print(f"eval on CUDA: {json.dumps({k: v for k, v in result.items() if not isinstance(v, (list, dict))})}")
+    previews = sorted((out / "train_bf16" / "previews").glob("*.png"))
+    assert previews, "no preview pictures"
+    gcnseg("predict", "--checkpoint", str(out / "train_bf16"), str(previews[0]), "--out", str(out / "pred"),
+           "--device", "cuda")
+    assert any((out / "pred").iterdir())
+    return mious
+
+
+def check_layout(size: int, batch: int, repeats: int) -> dict[str, float]:
+    from gcnseg.bench import _round_times, _rows
+    from gcnseg.models import GCNSeg
+
+    torch.backends.cudnn.benchmark = True
+    x = torch.randn(batch, 3, size, size, device="cuda")
+    nchw = GCNSeg(21, "resnet50").eval().cuda()
+    cl = GCNSeg(21, "resnet50").eval().cuda().to(memory_format=torch.channels_last)
+    xcl = x.contiguous(memory_format=torch.channels_last)
+
+    def call(m: torch.nn.Module, inp: torch.Tensor):
+        def fn() -> None:
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+                m(inp)
+            torch.cuda.synchronize()
+        return fn
+
+    rows = _rows(_round_times({"NCHW": call(nchw, x), "channels-last": call(cl, xcl)}, repeats, 3), "NCHW")
+    for r in rows:
+        print(f"eager GCNSeg-R50, batch {batch}, bf16, {r['name']:<14} {r['ms']:8.1f} ms  {r['ratio']:.2f}x")
+    return {r["name"]: r["ms"] for r in rows}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, "
+          f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}")
+    if not torch.cuda.is_available():
+        print("no CUDA device: nothing to check", file=sys.stderr)
+        return 1
+    report: dict[str, object] = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+    check_cuda_equals_cpu()
+    report["demo_val_miou"] = check_command_line(args.out, 20 if args.quick else 100)
+    size = 128 if args.quick else 512
+    report["layout_ms"] = check_layout(size, 16, 5 if args.quick else 10)
+    gcnseg("bench", "--size", str(size), "--repeats", "3" if args.quick else "10", "--skip", "inference", "train",
+           "metrics", "memory", "--json", str(args.out / "gpu_bench.json"))
+    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2))
+    print("all GPU checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
