@@ -11,6 +11,7 @@
    against channels-last (same process, round-robin).
 4. ``gcnseg bench``'s GPU rows (inference and training step, batch 16, fp32 /
    bf16 / fp16) into ``OUT_DIR/gpu_bench.json``.
+5. A profile of one bf16 training step (the CUDA kernels by time).
 
 Every check asserts; the script exits non-zero on the first failure. ``--quick``
 shrinks sizes and steps (a dry run of the plumbing; on a CPU-only machine only
@@ -107,8 +108,8 @@ def check_layout(size: int, batch: int, repeats: int) -> dict[str, float]:
 
     torch.backends.cudnn.benchmark = True
     x = torch.randn(batch, 3, size, size, device="cuda")
-    nchw = GCNSeg(21, "resnet50").eval().cuda()
-    cl = GCNSeg(21, "resnet50").eval().cuda().to(memory_format=torch.channels_last)
+    nchw = GCNSeg(21, "resnet50").eval().cuda().to(memory_format=torch.contiguous_format)
+    cl = GCNSeg(21, "resnet50").eval().cuda()  # GCNSeg's own layout: channels-last weights
     xcl = x.contiguous(memory_format=torch.channels_last)
 
     def call(m: torch.nn.Module, inp: torch.Tensor):
@@ -122,6 +123,38 @@ def check_layout(size: int, batch: int, repeats: int) -> dict[str, float]:
     for r in rows:
         print(f"eager GCNSeg-R50, batch {batch}, bf16, {r['name']:<14} {r['ms']:8.1f} ms  {r['ratio']:.2f}x")
     return {r["name"]: r["ms"] for r in rows}
+
+
+def profile_training_step(size: int, batch: int, out: Path) -> None:
+    """The CUDA kernels of one bf16-autocast training step of GCNSeg-R50, by time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from gcnseg.models import GCNSeg
+    from gcnseg.train import segmentation_loss
+
+    model = GCNSeg(21, "resnet50").train().cuda()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
+    x = torch.randn(batch, 3, size, size, device="cuda")
+    y = torch.randint(0, 21, (batch, size, size), device="cuda")
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = model(x)
+        segmentation_loss(out, y, 255).backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
+        for _ in range(2):
+            step()
+        torch.cuda.synchronize()
+    table = prof.key_averages(group_by_input_shape=True).table(
+        sort_by="self_device_time_total", row_limit=30, max_name_column_width=40, max_shapes_column_width=90)
+    (out / "gpu_profile.txt").write_text(table)
+    print(f"profile of a bf16 training step, batch {batch}: {out / 'gpu_profile.txt'}")
 
 
 def main() -> int:
@@ -142,6 +175,7 @@ def main() -> int:
     report["layout_ms"] = check_layout(size, 16, 5 if args.quick else 10)
     gcnseg("bench", "--size", str(size), "--repeats", "3" if args.quick else "10", "--skip", "inference", "train",
            "metrics", "memory", "--json", str(args.out / "gpu_bench.json"))
+    profile_training_step(size, 16, args.out)
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2))
     print("all GPU checks passed")
     return 0
