@@ -8,7 +8,8 @@
    ``bf16``, ``train`` under ``torchrun`` (NCCL, DistributedDataParallel), then
    ``eval`` and ``predict`` of the trained run.
 3. Memory layout on the GPU: eager GCNSeg-R50, batch 16, bf16 autocast, NCHW
-   against channels-last (same process, round-robin).
+   weights against GCNSeg's channels-last ones (same process, round-robin; the
+   decoder's score maps are channels-last in both).
 4. ``gcnseg bench``'s GPU rows (inference and training step, batch 16, fp32 /
    bf16 / fp16) into ``OUT_DIR/gpu_bench.json``.
 5. A profile of one bf16 training step (the CUDA kernels by time).
@@ -52,6 +53,7 @@ def check_cuda_equals_cpu() -> None:
     from gcnseg.models import GCNSeg
     from gcnseg.optimize import optimize_for_inference
 
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
@@ -72,8 +74,7 @@ def check_cuda_equals_cpu() -> None:
     assert diff < 1e-3 * max(1.0, cpu.abs().max().item()), diff
     assert agree >= 0.999 and agree_opt >= 0.999
     assert opt.backbone_dtype == torch.float32
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32  # PyTorch's defaults back
 
 
 def check_command_line(out: Path, steps: int) -> dict[str, float]:

@@ -20,11 +20,13 @@ def export_onnx(model: nn.Module, path: Path, sample_size: tuple[int, int] = (64
     x = torch.randn(1, 3, *sample_size)
     tmp = _tmp_beside(path)
     try:
-        torch.onnx.export(
-            model, (x,), str(tmp), input_names=["image"], output_names=["logits"], opset_version=opset,
-            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}},
-            dynamo=False,
-        )
+        with torch.no_grad():  # the inference graph (as TorchScript's tracing below)
+            torch.onnx.export(
+                model, (x,), str(tmp), input_names=["image"], output_names=["logits"], opset_version=opset,
+                dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                              "logits": {0: "batch", 2: "height", 3: "width"}},
+                dynamo=False,
+            )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

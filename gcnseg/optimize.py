@@ -76,8 +76,8 @@ def bf16_reader(head: nn.Module) -> nn.Module:
     head casts its input to float32 and stays float32. In place for a GCN head.
 
     The features are bf16 already, so the bf16 convolutions add only the rounding
-    of their weights and outputs: argmax agreement with eager fp32 unchanged on
-    the CamVid model (99.930% of 20 val images either way) and the demo's (99.97%).
+    of their weights and outputs: argmax agreement with eager fp32 on all 101 CamVid
+    val images 99.915% (99.918% with float32 heads), on the demo's val set 99.97%.
     """
     if isinstance(head, GlobalConv):
         for branch in (head.left, head.right):
@@ -126,8 +126,8 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, channels_last
         p.requires_grad_(False)
     if fold_bn:
         fold_batchnorm(model)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    # GCNSeg is built with channels-last weights: channels_last=False lays them out NCHW
+    model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     if dtype != torch.float32 and hasattr(model, "decode"):
         # weights converted once (autocast would re-cast them on every call). Only the

@@ -198,7 +198,10 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: 
         # contiguous rows, and the gradient comes back channels-last (512x512, 21
         # classes: loss + gradient 34 -> 9 ms). Not on CUDA, whose 2-D NLL loss reduces
         # in one block (15% of an H200 training step); NCHW scores take the plain call
-        c = logits.shape[1]
+        n, c, h, w = logits.shape
+        if target.shape != (n, h, w):  # what the plain call would refuse
+            raise ValueError(f"target of shape {tuple(target.shape)} for scores of shape {tuple(logits.shape)}: "
+                             f"expected {(n, h, w)}")
         logits, target = logits.permute(0, 2, 3, 1).reshape(-1, c), target.reshape(-1)
     loss = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
     return loss / (target != ignore_index).sum().clamp(min=1)

@@ -145,5 +145,37 @@ def test_conv1xk_training_path_equals_plain_convolution(memory_format, hw, monke
     torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fast.weight.grad, plain.weight.grad, rtol=1e-4, atol=1e-4)  # sums of 646 products
     torch.testing.assert_close(fast.bias.grad, plain.bias.grad, rtol=1e-5, atol=1e-5)
+    assert fast.weight.grad.stride() == fast.weight.stride()  # as DDP's gradient buckets expect
     assert [k for k, _ in fast.state_dict().items()] == ["weight", "bias"]  # checkpoints unchanged
     assert fast.weight.shape == (4, 6, 1, 15)
+
+
+def test_conv1xk_plain_path_outside_cpu_training(monkeypatch):
+    """Unbatched input, a padding mode other than zeros, and ONNX export take nn.Conv2d's
+    own call (the transposed path is a training speed-up only)."""
+    import torch.nn.functional as F
+
+    from gcnseg.models.gcn import Conv1xk
+
+    kernels = []
+    conv2d = F.conv2d
+
+    def recording_conv2d(x, weight, *args):
+        kernels.append(tuple(weight.shape[-2:]))
+        return conv2d(x, weight, *args)
+
+    monkeypatch.setattr(F, "conv2d", recording_conv2d)
+    conv = Conv1xk(3, 2, 15)
+    assert conv(torch.randn(3, 9, 20)).shape == (2, 9, 20)  # unbatched
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    conv(torch.randn(1, 3, 9, 20))
+    assert kernels == [(1, 15), (1, 15)]
+    monkeypatch.undo()
+    x = torch.randn(1, 3, 5, 20)
+    assert conv._transposed(x)  # a 4-D CPU input in training: the transposed path
+    circular = Conv1xk(3, 2, 15)
+    circular.padding_mode = "circular"
+    assert not circular._transposed(x)
+    ref = nn.Conv2d(3, 2, (1, 15), padding=(0, 7), padding_mode="circular", bias=False)
+    ref.load_state_dict(circular.state_dict())
+    torch.testing.assert_close(circular(x), ref(x))

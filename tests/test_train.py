@@ -210,3 +210,9 @@ def test_segmentation_loss_same_for_channels_last_scores():
     torch.testing.assert_close(b.grad, a.grad)
     assert b.grad.is_contiguous(memory_format=torch.channels_last)
     assert segmentation_loss(logits, torch.full_like(target, 255), 255).item() == 0.0
+    # a target of the wrong shape is refused, as by the plain call, not silently flattened
+    for bad in (target.transpose(1, 2), target[:, None]):
+        with pytest.raises((ValueError, RuntimeError)):
+            segmentation_loss(b, bad, 255)
+        with pytest.raises((ValueError, RuntimeError)):
+            segmentation_loss(a, bad, 255)

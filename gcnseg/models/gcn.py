@@ -21,6 +21,21 @@ def _check_odd(k: int, what: str = "k") -> None:
         raise ValueError(f"{what} must be a positive odd integer (paper 4.1.1: odd sizes avoid alignment error), got {k!r}")
 
 
+class _SwapHW(torch.autograd.Function):
+    """``w.transpose(2, 3)`` as a contiguous tensor whose gradient comes back in
+    ``w``'s own strides (DDP's gradient buckets are laid out like the parameters)."""
+
+    @staticmethod
+    def forward(ctx, w: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.shape, ctx.strides = w.shape, w.stride()
+        return w.transpose(2, 3).contiguous()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = torch.empty_strided(ctx.shape, ctx.strides, dtype=grad.dtype, device=grad.device)
+        return out.copy_(grad.transpose(2, 3))
+
+
 class Conv1xk(nn.Conv2d):
     """A ``1 x k`` convolution: an ``nn.Conv2d`` with the same parameters and results.
 
@@ -36,14 +51,18 @@ class Conv1xk(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, k: int, bias: bool = False) -> None:
         super().__init__(in_channels, out_channels, (1, k), padding=(0, k // 2), bias=bias)
 
+    def _transposed(self, x: torch.Tensor) -> bool:
+        return (x.device.type == "cpu" and x.dim() == 4 and self.weight.requires_grad and torch.is_grad_enabled()
+                and self.kernel_size[1] >= self.transpose_from_k and self.padding_mode == "zeros"
+                and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (x.device.type == "cpu" and self.weight.requires_grad and torch.is_grad_enabled()
-                and self.kernel_size[1] >= self.transpose_from_k):
+        if not self._transposed(x):
             return super().forward(x)
         cl = torch.channels_last
-        # the transposed weight as a plain (NCHW) tensor: the gradient of a strided view
-        # fails in PyTorch's fallback convolution (tiny maps), and the copy is small
-        y = F.conv2d(x.transpose(2, 3).contiguous(memory_format=cl), self.weight.transpose(2, 3).contiguous(), self.bias,
+        # the transposed weight as a plain tensor (the gradient of a strided view fails in
+        # PyTorch's fallback convolution on tiny maps); its gradient in the weight's strides
+        y = F.conv2d(x.transpose(2, 3).contiguous(memory_format=cl), _SwapHW.apply(self.weight), self.bias,
                      self.stride[::-1], self.padding[::-1], self.dilation[::-1], self.groups)
         return y.transpose(2, 3).contiguous(memory_format=cl)
 

@@ -85,8 +85,8 @@ class GCNSeg(nn.Module):
         m: intermediate width of ``"stack"`` heads (Table 4).
 
     The output has exactly the input's height and width, for any input size. Its
-    memory layout is channels-last (the network's own); ``.contiguous()`` gives
-    NCHW strides where a caller needs them.
+    memory layout is channels-last (the network's own; for odd sizes a crop of a
+    channels-last map); ``.contiguous()`` gives NCHW strides where a caller needs them.
     """
 
     def __init__(
@@ -124,7 +124,7 @@ class GCNSeg(nn.Module):
         # channels-last weights, the layout the CPU input is converted to below: with NCHW
         # weights oneDNN re-laid out every 3x3 and k x 1 kernel on every call (eager
         # GCNSeg-R50 1.36x -> 1.32x the NCHW backbone, same process). cuDNN follows the
-        # weights' layout too (eager bf16 batch 16 on an H200: 0.89x of NCHW).
+        # weights' layout too (eager bf16 batch 16 on an H200: 0.87x of NCHW).
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
