@@ -109,11 +109,9 @@ def test_boundary_refine_is_residual():
     assert [br.conv1.kernel_size, br.conv2.kernel_size] == [(3, 3), (3, 3)]
 
 
-@pytest.mark.parametrize("hw", [(17, 19), (2, 2)])  # 2x2: PyTorch's fallback convolution
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_conv1xk_training_path_equals_plain_convolution(memory_format, hw, monkeypatch):
-    """Conv1xk's transposed k x 1 path (taken while its weight learns on the CPU) gives
-    the plain 1 x k convolution's output and gradients, bias included."""
+@pytest.fixture
+def conv_kernels(monkeypatch):
+    """The kernel sizes F.conv2d is called with, in order."""
     import torch.nn.functional as F
 
     kernels = []
@@ -124,19 +122,24 @@ def test_conv1xk_training_path_equals_plain_convolution(memory_format, hw, monke
         return conv2d(x, weight, *args)
 
     monkeypatch.setattr(F, "conv2d", recording_conv2d)
-    from gcnseg.models.gcn import Conv1xk
+    return kernels
+
+
+@pytest.mark.parametrize("hw", [(17, 19), (2, 2)])  # 2x2: PyTorch's fallback convolution
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_strip_conv_training_path_equals_plain_convolution(memory_format, hw, conv_kernels):
+    """A 1 x 15 StripConv's transposed k x 1 path (taken while its weight learns on the
+    CPU) gives the plain 1 x k convolution's output and gradients, bias included."""
+    from gcnseg.models.gcn import StripConv
 
     torch.manual_seed(0)
-    fast = Conv1xk(6, 4, 15, bias=True).to(memory_format=memory_format)
+    fast = StripConv(6, 4, 15, vertical=False, bias=True).to(memory_format=memory_format)
     plain = nn.Conv2d(6, 4, (1, 15), padding=(0, 7), bias=True)
     plain.load_state_dict(fast.state_dict())
     x = torch.randn(2, 6, *hw).contiguous(memory_format=memory_format)
     xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     ya, yb = fast(xa), plain(xb)
-    assert kernels == [(15, 1), (1, 15)]  # Conv1xk ran as k x 1 on the transposed map
-    with torch.no_grad():
-        fast(x)
-    assert kernels[-1] == (1, 15)  # no gradient: the plain call
+    assert conv_kernels == [(15, 1), (1, 15)]  # StripConv ran as k x 1 on the transposed map
     g = torch.randn_like(yb)
     ya.backward(g)
     yb.backward(g)
@@ -150,32 +153,49 @@ def test_conv1xk_training_path_equals_plain_convolution(memory_format, hw, monke
     assert fast.weight.shape == (4, 6, 1, 15)
 
 
-def test_conv1xk_plain_path_outside_cpu_training(monkeypatch):
-    """Unbatched input, a padding mode other than zeros, and ONNX export take nn.Conv2d's
-    own call (the transposed path is a training speed-up only)."""
-    import torch.nn.functional as F
+@pytest.mark.parametrize("vertical", [True, False])
+@pytest.mark.parametrize("k", [15, 21])
+@pytest.mark.parametrize("hw", [(17, 19), (2, 3), (40, 9)])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_strip_conv_inference_tap_groups_equal_plain_convolution(vertical, k, hw, memory_format, conv_kernels):
+    """In inference a StripConv with k >= 15, k % 3 == 0 is one 3-tap convolution with
+    k/3 times the outputs and shifted sums: the plain convolution's result, bias included."""
+    from gcnseg.models.gcn import StripConv
 
-    from gcnseg.models.gcn import Conv1xk
+    torch.manual_seed(0)
+    fast = StripConv(6, 4, k, vertical=vertical, bias=True).to(memory_format=memory_format)
+    kernel, padding = ((k, 1), (k // 2, 0)) if vertical else ((1, k), (0, k // 2))
+    plain = nn.Conv2d(6, 4, kernel, padding=padding, bias=True)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 6, *hw).contiguous(memory_format=memory_format)
+    with torch.no_grad():
+        got = fast(x)
+        assert conv_kernels == [(3, 1) if vertical else (1, 3)]
+        want = plain(x)
+    assert got.shape == want.shape == (2, 4, *hw)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
-    kernels = []
-    conv2d = F.conv2d
 
-    def recording_conv2d(x, weight, *args):
-        kernels.append(tuple(weight.shape[-2:]))
-        return conv2d(x, weight, *args)
+def test_strip_conv_plain_path_elsewhere(monkeypatch, conv_kernels):
+    """Unbatched input, ONNX export, a padding mode other than zeros, k below 15 or not
+    a multiple of 3, and a k x 1 strip in training take nn.Conv2d's own call."""
+    from gcnseg.models.gcn import StripConv
 
-    monkeypatch.setattr(F, "conv2d", recording_conv2d)
-    conv = Conv1xk(3, 2, 15)
-    assert conv(torch.randn(3, 9, 20)).shape == (2, 9, 20)  # unbatched
-    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
-    conv(torch.randn(1, 3, 9, 20))
-    assert kernels == [(1, 15), (1, 15)]
-    monkeypatch.undo()
+    conv = StripConv(3, 2, 15, vertical=False)
+    with torch.no_grad():
+        assert conv(torch.randn(3, 9, 20)).shape == (2, 9, 20)  # unbatched
+        monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+        conv(torch.randn(1, 3, 9, 20))
+        monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: False)
+        StripConv(3, 2, 13, vertical=False)(torch.randn(1, 3, 9, 20))
+        StripConv(3, 2, 17, vertical=True)(torch.randn(1, 3, 9, 20))
+    StripConv(3, 2, 15, vertical=True)(torch.randn(1, 3, 9, 20))  # training, k x 1
+    assert conv_kernels == [(1, 15), (1, 15), (1, 13), (17, 1), (15, 1)]
     x = torch.randn(1, 3, 5, 20)
-    assert conv._transposed(x)  # a 4-D CPU input in training: the transposed path
-    circular = Conv1xk(3, 2, 15)
+    circular = StripConv(3, 2, 15, vertical=False)
     circular.padding_mode = "circular"
-    assert not circular._transposed(x)
     ref = nn.Conv2d(3, 2, (1, 15), padding=(0, 7), padding_mode="circular", bias=False)
     ref.load_state_dict(circular.state_dict())
     torch.testing.assert_close(circular(x), ref(x))
+    with torch.no_grad():
+        torch.testing.assert_close(circular(x), ref(x))

@@ -1,7 +1,8 @@
 """The paper's own building blocks (Section 3, Figures 2 and 4).
 
 - :class:`GlobalConv`: the Global Convolutional Network module (Fig. 2B).
-- :class:`Conv1xk`: its ``1 x k`` convolution, with a faster way to train on the CPU.
+- :class:`StripConv`: its ``k x 1`` / ``1 x k`` convolutions over the backbone's
+  features, with faster ways to compute them on the CPU.
 - :class:`BoundaryRefine`: the Boundary Refinement block (Fig. 2C).
 - :func:`build_head`: a score head of any kind compared in Tables 1-4
   (GCN, the 1x1 baseline, a plain kxk convolution, a stack of 3x3 convolutions).
@@ -36,35 +37,58 @@ class _SwapHW(torch.autograd.Function):
         return out.copy_(grad.transpose(2, 3))
 
 
-class Conv1xk(nn.Conv2d):
-    """A ``1 x k`` convolution: an ``nn.Conv2d`` with the same parameters and results.
+class StripConv(nn.Conv2d):
+    """One strip of GCN's separable kernel over a wide input: a ``k x 1``
+    (``vertical``) or ``1 x k`` convolution, an ``nn.Conv2d`` with the same
+    parameters and results, computed faster on the CPU:
 
-    While its weight learns on the CPU with ``k >= 15``, it runs as the ``k x 1``
-    convolution of the transposed map: there oneDNN's weight gradient of a ``1 x k``
-    kernel is several times slower than that of ``k x 1`` (k=15, 256 channels at
-    128x128: 186 ms against 27 ms; torch 2.14), and the two transposed copies cost a
-    few ms. Below k=15 (measured k=3..13) the plain call is faster.
+    - in inference with ``k >= 15`` and ``k % 3 == 0``: as one convolution of 3 taps
+      with ``k/3`` times the output channels, whose shifted slices are summed
+      (oneDNN fills 32-wide output-channel blocks, and 21 classes fill 66% of them;
+      k=15, 256 -> 21 channels at 128x128: 19 -> 15 ms; 1024 channels at 32x32:
+      9 -> 4.5 ms; torch 2.14);
+    - in training, a ``1 x k`` strip with ``k >= 15`` runs as the ``k x 1``
+      convolution of the transposed map: there oneDNN's weight gradient of a
+      ``1 x k`` kernel is several times slower than that of ``k x 1`` (k=15, 256
+      channels at 128x128: 186 ms against 27 ms), and the two copies cost a few ms.
+      Below k=15 (measured k=3..13) the plain call is faster.
     """
 
-    transpose_from_k = 15
+    fast_from_k = 15
 
-    def __init__(self, in_channels: int, out_channels: int, k: int, bias: bool = False) -> None:
-        super().__init__(in_channels, out_channels, (1, k), padding=(0, k // 2), bias=bias)
-
-    def _transposed(self, x: torch.Tensor) -> bool:
-        return (x.device.type == "cpu" and x.dim() == 4 and self.weight.requires_grad and torch.is_grad_enabled()
-                and self.kernel_size[1] >= self.transpose_from_k and self.padding_mode == "zeros"
-                and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export())
+    def __init__(self, in_channels: int, out_channels: int, k: int, vertical: bool, bias: bool = False) -> None:
+        kernel, padding = ((k, 1), (k // 2, 0)) if vertical else ((1, k), (0, k // 2))
+        super().__init__(in_channels, out_channels, kernel, padding=padding, bias=bias)
+        self.k, self.vertical = k, vertical
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._transposed(x):
+        if (x.device.type != "cpu" or x.dim() != 4 or self.k < self.fast_from_k or self.padding_mode != "zeros"
+                or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
             return super().forward(x)
+        if self.weight.requires_grad and torch.is_grad_enabled():
+            return super().forward(x) if self.vertical else self._transposed(x)
+        return self._tap_groups(x) if self.k % 3 == 0 else super().forward(x)
+
+    def _transposed(self, x: torch.Tensor) -> torch.Tensor:
         cl = torch.channels_last
         # the transposed weight as a plain tensor (the gradient of a strided view fails in
         # PyTorch's fallback convolution on tiny maps); its gradient in the weight's strides
         y = F.conv2d(x.transpose(2, 3).contiguous(memory_format=cl), _SwapHW.apply(self.weight), self.bias,
                      self.stride[::-1], self.padding[::-1], self.dilation[::-1], self.groups)
         return y.transpose(2, 3).contiguous(memory_format=cl)
+
+    def _tap_groups(self, x: torch.Tensor) -> torch.Tensor:
+        o, c, k = self.out_channels, self.in_channels, self.k
+        g = k // 3  # groups of 3 taps, each group's filters as o more output channels
+        w = self.weight.reshape(o, c, g, 3).permute(2, 0, 1, 3).reshape(g * o, c, 3)
+        w = (w.unsqueeze(3) if self.vertical else w.unsqueeze(2)).contiguous(memory_format=torch.channels_last)
+        z = F.conv2d(x, w, None, 1, self.padding)  # k - 3 more rows (columns) than x
+        n, dim = x.shape[2 if self.vertical else 3], 2 if self.vertical else 3
+        # summed in float32 at least: the groups' bf16 outputs (optimised path) are each rounded
+        y = z[:, :o].narrow(dim, 0, n).to(torch.promote_types(z.dtype, torch.float32))
+        for i in range(1, g):  # tap 3i + j of the strip = tap j of group i, 3i rows (columns) on
+            y = y + z[:, i * o:(i + 1) * o].narrow(dim, 3 * i, n)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
 
 
 class GlobalConv(nn.Module):
@@ -81,11 +105,11 @@ class GlobalConv(nn.Module):
         p = k // 2
         self.k = k
         self.left = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, (k, 1), padding=(p, 0), bias=False),
+            StripConv(in_channels, out_channels, k, vertical=True),
             nn.Conv2d(out_channels, out_channels, (1, k), padding=(0, p), bias=False),
         )
         self.right = nn.Sequential(
-            Conv1xk(in_channels, out_channels, k),
+            StripConv(in_channels, out_channels, k, vertical=False),
             nn.Conv2d(out_channels, out_channels, (k, 1), padding=(p, 0), bias=False),
         )
 
