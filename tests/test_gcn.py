@@ -117,9 +117,9 @@ def conv_kernels(monkeypatch):
     kernels = []
     conv2d = F.conv2d
 
-    def recording_conv2d(x, weight, *args):
+    def recording_conv2d(x, weight, *args, **kwargs):
         kernels.append(tuple(weight.shape[-2:]))
-        return conv2d(x, weight, *args)
+        return conv2d(x, weight, *args, **kwargs)
 
     monkeypatch.setattr(F, "conv2d", recording_conv2d)
     return kernels
@@ -199,3 +199,28 @@ def test_strip_conv_plain_path_elsewhere(monkeypatch, conv_kernels):
     torch.testing.assert_close(circular(x), ref(x))
     with torch.no_grad():
         torch.testing.assert_close(circular(x), ref(x))
+
+
+def test_strip_conv_fast_paths_only_for_its_own_geometry(conv_kernels):
+    """Stride, dilation or padding changed after construction: the plain call, so the
+    result is nn.Conv2d's; bf16 in gives bf16 out, as from the plain call."""
+    from gcnseg.models.gcn import StripConv
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 20, 24)
+    for change in ({"stride": (2, 2)}, {"dilation": (2, 1), "padding": (14, 0)}, {"padding": (9, 0)}):
+        fast = StripConv(3, 2, 15, vertical=True)
+        ref = nn.Conv2d(3, 2, (15, 1), bias=False, **{"padding": (7, 0), **change})
+        ref.load_state_dict(fast.state_dict())
+        for name, value in change.items():
+            setattr(fast, name, value)
+        with torch.no_grad():
+            torch.testing.assert_close(fast(x), ref(x))
+    assert (3, 1) not in conv_kernels  # never the tap groups
+    half = StripConv(3, 2, 15, vertical=False).to(torch.bfloat16)
+    with torch.no_grad():
+        out = half(x.to(torch.bfloat16))
+        ref = nn.functional.conv2d(x.to(torch.bfloat16), half.weight, padding=(0, 7))
+    assert conv_kernels[-2:] == [(1, 3), (1, 15)]  # tap groups, then the reference
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref.float(), rtol=2e-2, atol=2e-2)

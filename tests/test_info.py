@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -10,20 +11,23 @@ from gcnseg.info import model_info
 from gcnseg.models import GCNSeg
 
 
-def test_parts_add_up_to_the_total():
-    model = GCNSeg(21, backbone="resnet18", k=7)
+@pytest.mark.parametrize("k", [7, 15])  # k=15: StripConv's tap groups are not what is counted
+def test_parts_add_up_to_the_total(k):
+    from gcnseg.models.gcn import StripConv
+
+    model = GCNSeg(21, backbone="resnet18", k=k)
     info = model_info(model, (64, 96))
     parts = info["parts"]
     assert sum(p["params"] for p in parts.values()) == info["total"]["params"]
     assert sum(p["flops"] for p in parts.values()) == info["total"]["flops"]
-    with FlopCounterMode(display=False) as fc, torch.no_grad():
+    with FlopCounterMode(display=False) as fc, torch.no_grad(), StripConv.plain():
         model.eval()(torch.zeros(1, 3, 64, 96))
     assert info["total"]["flops"] == fc.get_total_flops()
-    # head FLOPs by hand: a GCN on res-5 (512 ch, 2x3) is 2 * (512*21*7 + 21*21*7) MACs per pixel
-    res5 = 2 * 2 * (512 * 21 * 7 + 21 * 21 * 7) * 2 * 3
-    res4 = 2 * 2 * (256 * 21 * 7 + 21 * 21 * 7) * 4 * 6
-    res3 = 2 * 2 * (128 * 21 * 7 + 21 * 21 * 7) * 8 * 12
-    res2 = 2 * 2 * (64 * 21 * 7 + 21 * 21 * 7) * 16 * 24
+    # head FLOPs by hand: a GCN on res-5 (512 ch, 2x3) is 2 * (512*21*k + 21*21*k) MACs per pixel
+    res5 = 2 * 2 * (512 * 21 * k + 21 * 21 * k) * 2 * 3
+    res4 = 2 * 2 * (256 * 21 * k + 21 * 21 * k) * 4 * 6
+    res3 = 2 * 2 * (128 * 21 * k + 21 * 21 * k) * 8 * 12
+    res2 = 2 * 2 * (64 * 21 * k + 21 * 21 * k) * 16 * 24
     assert parts["heads"]["flops"] == res2 + res3 + res4 + res5
 
 

@@ -10,6 +10,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -59,11 +63,31 @@ class StripConv(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, k: int, vertical: bool, bias: bool = False) -> None:
         kernel, padding = ((k, 1), (k // 2, 0)) if vertical else ((1, k), (0, k // 2))
         super().__init__(in_channels, out_channels, kernel, padding=padding, bias=bias)
-        self.k, self.vertical = k, vertical
+        self.vertical = vertical
+
+    @classmethod
+    @contextlib.contextmanager
+    def plain(cls) -> Iterator[None]:
+        """Inside: nn.Conv2d's own call everywhere (``gcnseg info`` counts the paper's arithmetic)."""
+        before, cls.fast_from_k = cls.fast_from_k, sys.maxsize
+        try:
+            yield
+        finally:
+            cls.fast_from_k = before
+
+    @property
+    def k(self) -> int:
+        return self.kernel_size[0] * self.kernel_size[1]
+
+    def _fast(self, x: torch.Tensor) -> bool:
+        kernel, padding = ((self.k, 1), (self.k // 2, 0)) if self.vertical else ((1, self.k), (0, self.k // 2))
+        return (x.device.type == "cpu" and x.dim() == 4 and self.k >= self.fast_from_k
+                and self.kernel_size == kernel and self.padding == padding and self.padding_mode == "zeros"
+                and self.stride == (1, 1) and self.dilation == (1, 1) and self.groups == 1
+                and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type != "cpu" or x.dim() != 4 or self.k < self.fast_from_k or self.padding_mode != "zeros"
-                or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+        if not self._fast(x):
             return super().forward(x)
         if self.weight.requires_grad and torch.is_grad_enabled():
             return super().forward(x) if self.vertical else self._transposed(x)
@@ -84,11 +108,12 @@ class StripConv(nn.Conv2d):
         w = (w.unsqueeze(3) if self.vertical else w.unsqueeze(2)).contiguous(memory_format=torch.channels_last)
         z = F.conv2d(x, w, None, 1, self.padding)  # k - 3 more rows (columns) than x
         n, dim = x.shape[2 if self.vertical else 3], 2 if self.vertical else 3
-        # summed in float32 at least: the groups' bf16 outputs (optimised path) are each rounded
+        # summed in float32 at least: bf16 group outputs (optimised path) are rounded once more
         y = z[:, :o].narrow(dim, 0, n).to(torch.promote_types(z.dtype, torch.float32))
         for i in range(1, g):  # tap 3i + j of the strip = tap j of group i, 3i rows (columns) on
             y = y + z[:, i * o:(i + 1) * o].narrow(dim, 3 * i, n)
-        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+        y = y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+        return y.to(z.dtype)  # rounded once, to what the plain call returns
 
 
 class GlobalConv(nn.Module):
