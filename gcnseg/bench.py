@@ -62,6 +62,12 @@ def _rows(times: dict[str, list[float]], reference: str) -> list[dict[str, Any]]
              "ratio": statistics.median(t / r for t, r in zip(ts, ref))} for n, ts in times.items()]
 
 
+def _sync(device: str) -> None:
+    """Wait for the GPU's queued work, so that a timed call includes it."""
+    if device != "cpu":
+        torch.cuda.synchronize()
+
+
 def _inference_models(num_classes: int, device: str = "cpu") -> dict[str, nn.Module]:
     import torchvision
 
@@ -100,8 +106,7 @@ def bench_inference(size: int, repeats: int, warmup: int, num_classes: int = 21,
         def fn() -> Any:
             with torch.inference_mode(), torch.autocast(device, dtype=amp, enabled=amp is not None):
                 out = model(x)
-            if device != "cpu":
-                torch.cuda.synchronize()
+            _sync(device)
             return out
         return fn
 
@@ -138,17 +143,13 @@ def bench_train_step(size: int, repeats: int, warmup: int, num_classes: int = 21
     opt_g = torch.optim.SGD(gcn.parameters(), lr=1e-6, momentum=0.99)
     opt_b = torch.optim.SGD(backbone.parameters(), lr=1e-6, momentum=0.99)
 
-    def sync() -> None:
-        if device != "cpu":
-            torch.cuda.synchronize()
-
     def step_gcn(dtype: torch.dtype | None = amp) -> None:
         opt_g.zero_grad(set_to_none=True)
         with torch.autocast(device, dtype=dtype, enabled=dtype is not None):  # what train.amp does
             logits = gcn(x)
         segmentation_loss(logits, y, 255).backward()  # the loss is computed in float32
         opt_g.step()
-        sync()
+        _sync(device)
 
     def step_backbone() -> None:
         opt_b.zero_grad(set_to_none=True)
@@ -156,7 +157,7 @@ def bench_train_step(size: int, repeats: int, warmup: int, num_classes: int = 21
             feats = backbone(x)
         sum(f.float().mean() for f in feats).backward()
         opt_b.step()
-        sync()
+        _sync(device)
 
     steps = {"backbone forward+backward+SGD (reference)": step_backbone, "GCNSeg-R50 training step": step_gcn}
     if device == "cpu" and amp is None and native_bf16():

@@ -61,9 +61,14 @@ class StripConv(nn.Conv2d):
     fast_from_k = 15
 
     def __init__(self, in_channels: int, out_channels: int, k: int, vertical: bool, bias: bool = False) -> None:
-        kernel, padding = ((k, 1), (k // 2, 0)) if vertical else ((1, k), (0, k // 2))
+        kernel, padding = self._geometry(k, vertical)
         super().__init__(in_channels, out_channels, kernel, padding=padding, bias=bias)
         self.vertical = vertical
+
+    @staticmethod
+    def _geometry(k: int, vertical: bool) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(kernel size, "same" zero padding) of a k-tap strip."""
+        return ((k, 1), (k // 2, 0)) if vertical else ((1, k), (0, k // 2))
 
     @classmethod
     @contextlib.contextmanager
@@ -80,9 +85,9 @@ class StripConv(nn.Conv2d):
         return self.kernel_size[0] * self.kernel_size[1]
 
     def _fast(self, x: torch.Tensor) -> bool:
-        kernel, padding = ((self.k, 1), (self.k // 2, 0)) if self.vertical else ((1, self.k), (0, self.k // 2))
         return (x.device.type == "cpu" and x.dim() == 4 and self.k >= self.fast_from_k
-                and self.kernel_size == kernel and self.padding == padding and self.padding_mode == "zeros"
+                and (self.kernel_size, self.padding) == self._geometry(self.k, self.vertical)
+                and self.padding_mode == "zeros"
                 and self.stride == (1, 1) and self.dilation == (1, 1) and self.groups == 1
                 and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export())
 
@@ -96,9 +101,10 @@ class StripConv(nn.Conv2d):
     def _transposed(self, x: torch.Tensor) -> torch.Tensor:
         cl = torch.channels_last
         # the transposed weight as a plain tensor (the gradient of a strided view fails in
-        # PyTorch's fallback convolution on tiny maps); its gradient in the weight's strides
+        # PyTorch's fallback convolution on tiny maps); its gradient in the weight's strides.
+        # Stride, dilation and groups are 1 here (_fast)
         y = F.conv2d(x.transpose(2, 3).contiguous(memory_format=cl), _SwapHW.apply(self.weight), self.bias,
-                     self.stride[::-1], self.padding[::-1], self.dilation[::-1], self.groups)
+                     1, self.padding[::-1])
         return y.transpose(2, 3).contiguous(memory_format=cl)
 
     def _tap_groups(self, x: torch.Tensor) -> torch.Tensor:
