@@ -57,7 +57,7 @@ def check_cuda_equals_cpu() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
-    model = GCNSeg(5, "resnet18", "gcn", 7, True, "deconv").eval()
+    model = GCNSeg(5, "resnet18", k=7).eval()
     x = torch.randn(2, 3, 96, 128)
     with torch.inference_mode():
         cpu = model(x)

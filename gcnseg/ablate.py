@@ -50,7 +50,7 @@ from typing import Any
 import torch
 import yaml
 
-from .config import Config, _merge, _set_dotted, config_from_dict, load_config, parse_overrides
+from .config import Config, config_from_dict, flatten, load_config, merge, parse_overrides, unflatten
 from .errors import GcnsegError
 
 TABLE_DIR = Path(__file__).resolve().parents[1] / "configs" / "ablations"
@@ -179,24 +179,6 @@ def budget_label(budget: str | None, cfg: Config) -> str:
     return f"{schedule} per network" + ("" if budget else " (the config's schedule)")
 
 
-def _nested(dotted: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in dotted.items():
-        _set_dotted(out, key, value)
-    return out
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in data.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def _overlaps(a: str, b: str) -> bool:
     return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
@@ -207,11 +189,11 @@ def common_config(table: Table, config: str | Path | None = None, overrides: lis
     base = Path(config) if config is not None else table.base
     if base is None:
         raise GcnsegError(f"{table.source}: no base config; give --config FILE")
-    common = _merge(load_config(base).to_dict(), _nested(table.set))
-    common = _merge(common, parse_overrides(list(overrides or [])))
+    common = merge(load_config(base).to_dict(), unflatten(table.set))
+    common = merge(common, parse_overrides(list(overrides or [])))
     if seed is not None:
-        common = _merge(common, {"train": {"seed": seed}})
-    return _merge(common, {"train": parse_budget(budget)})
+        common = merge(common, {"train": {"seed": seed}})
+    return merge(common, {"train": parse_budget(budget)})
 
 
 def network_configs(table: Table, out: Path, config: str | Path | None = None, overrides: list[str] | None = None,
@@ -231,24 +213,22 @@ def network_configs(table: Table, out: Path, config: str | Path | None = None, o
     common = common_config(table, config, overrides, seed, budget)
     configs = []
     for net in table.networks:
-        data = _merge(common, _nested(net.set))
-        data = _merge(data, {"name": f"table{table.number}-{net.slug}", "out_dir": str(Path(out) / net.slug)})
+        data = merge(common, unflatten(net.set))
+        data = merge(data, {"name": f"table{table.number}-{net.slug}", "out_dir": str(Path(out) / net.slug)})
         configs.append(config_from_dict(data, f"{table.source}: network {net.name!r}"))
     return configs
 
 
 def head_params(cfg: Config, num_classes: int) -> tuple[int, int]:
     """Parameters of the res-5 score head (as in Tables 2 and 4) and of all four heads."""
-    from .models.backbones import BACKBONES
-    from .models.gcn import build_head
-    from .models.segnet import _per_stage
+    from .models import ENCODERS, build_head, per_stage_k
 
-    if cfg.model.backbone not in BACKBONES:
-        raise GcnsegError(f"model.backbone={cfg.model.backbone!r}: unknown (known: {', '.join(BACKBONES)})")
-    channels = BACKBONES[cfg.model.backbone][1]
+    if cfg.model.backbone not in ENCODERS:
+        raise GcnsegError(f"model.backbone={cfg.model.backbone!r}: unknown (known: {', '.join(ENCODERS)})")
+    channels = ENCODERS[cfg.model.backbone][1]
     with torch.device("meta"):  # shapes only: no memory, no initialisation (Table 4 heads hold 10^8 weights)
         counts = [sum(p.numel() for p in build_head(cfg.model.head, c, num_classes, k, cfg.model.m).parameters())
-                  for c, k in zip(channels, _per_stage(cfg.model.k))]
+                  for c, k in zip(channels, per_stage_k(cfg.model.k))]
     return counts[3], sum(counts)
 
 
@@ -256,8 +236,8 @@ def _check_same_run(run_dir: Path, cfg: Config) -> None:
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         return
-    old = _flatten(load_config(saved).to_dict())
-    new = _flatten(cfg.to_dict())
+    old = flatten(load_config(saved, saved=True).to_dict())
+    new = flatten(cfg.to_dict())
     diff = sorted(k for k in set(old) | set(new) if k not in NEUTRAL_KEYS and old.get(k) != new.get(k))
     if diff:
         shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
@@ -399,7 +379,7 @@ def plot_table(table: Table, rows: list[dict[str, Any]], out_png: Path) -> Path:
 
 def write_report(out: Path, table: Table, rows: list[dict[str, Any]], context: dict[str, Any]) -> dict[str, Path]:
     """Write ``tableN.md``, ``tableN.json`` and ``tableN.png`` into ``out``."""
-    from .checkpoint import atomic_write_text
+    from .runtime import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"table{table.number}"

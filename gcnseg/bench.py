@@ -71,14 +71,14 @@ def _sync(device: str) -> None:
 def _inference_models(num_classes: int, device: str = "cpu") -> dict[str, nn.Module]:
     import torchvision
 
-    from .models import GCNSeg
-    from .models.backbones import build_backbone
+    from .config import ModelConfig
+    from .models import build_encoder, build_model
     from .optimize import optimize_for_inference
 
     # on its device before optimising: precision "auto" picks bf16 only for a model on the CPU
-    gcn = GCNSeg(num_classes, "resnet50", "gcn", 15, True, "deconv").eval().to(device)
+    gcn = build_model(ModelConfig(), num_classes).eval().to(device)
     models: dict[str, nn.Module] = {
-        "resnet50 features (reference)": build_backbone("resnet50").eval(),
+        "resnet50 features (reference)": build_encoder("resnet50").eval(),
         "GCNSeg-R50 eager": gcn,
         "GCNSeg-R50 optimised fp32": optimize_for_inference(gcn, precision="fp32"),
         "GCNSeg-R50 optimised (default)": optimize_for_inference(gcn),
@@ -131,15 +131,15 @@ def bench_train_step(size: int, repeats: int, warmup: int, num_classes: int = 21
     GPU: both the GCNSeg step and the reference under ``amp`` autocast (what
     ``train.amp`` does; fp16's GradScaler is left out, it costs a few element-wise ops).
     """
-    from .models import GCNSeg
-    from .models.backbones import build_backbone
+    from .config import ModelConfig
+    from .models import build_encoder, build_model
     from .optimize import native_bf16
-    from .train import segmentation_loss
+    from .train.loss import segmentation_loss
 
     x = torch.randn(batch, 3, size, size, device=device)
     y = torch.randint(0, num_classes, (batch, size, size), device=device)
-    gcn = GCNSeg(num_classes, "resnet50", "gcn", 15, True, "deconv").train().to(device)
-    backbone = build_backbone("resnet50").train().to(device)
+    gcn = build_model(ModelConfig(), num_classes).train().to(device)
+    backbone = build_encoder("resnet50").train().to(device)
     opt_g = torch.optim.SGD(gcn.parameters(), lr=1e-6, momentum=0.99)
     opt_b = torch.optim.SGD(backbone.parameters(), lr=1e-6, momentum=0.99)
 
@@ -191,7 +191,8 @@ def bench_metrics(repeats: int, num_classes: int = 19, size: tuple[int, int] = (
 _PEAK_SCRIPT = """
 import sys, torch
 torch.set_num_threads(int(sys.argv[1]))
-from gcnseg.models import GCNSeg
+from gcnseg.config import ModelConfig
+from gcnseg.models import build_model
 from gcnseg.optimize import optimize_for_inference
 from gcnseg.inference import predict_scores
 
@@ -200,7 +201,7 @@ def status(key):
         if line.startswith(key):
             return int(line.split()[1]) * 1024
 
-model = optimize_for_inference(GCNSeg(19, "resnet50", "gcn", 15, True, "deconv").eval())
+model = optimize_for_inference(build_model(ModelConfig(), 19).eval())
 x = torch.randn(1, 3, 1024, 2048)
 loaded = status("VmRSS:")
 open("/proc/self/clear_refs", "w").write("5")  # restart the peak (VmHWM) from here
@@ -273,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
             print(format_rows(f"GPU training step, batch 16, {name}", r["rows"]))
         result["gpu"] = {"device": torch.cuda.get_device_name(), **rows}
     if args.json_out:
-        from .checkpoint import atomic_write_text
+        from .runtime import atomic_write_text
 
         atomic_write_text(Path(args.json_out), json.dumps(result, indent=2))
         print(f"written {args.json_out}")

@@ -24,27 +24,13 @@ from torch import nn
 
 from .config import Config, config_from_dict
 from .errors import GcnsegError
+from .runtime import atomic_write_text
 
 MODEL_FILE, META_FILE, STATE_FILE = "model.safetensors", "model.json", "train_state.pt"
 
 
 class CheckpointError(GcnsegError):
     """A checkpoint is missing, incomplete or does not fit."""
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -167,14 +153,13 @@ def load_train_state(ckpt: Path) -> dict[str, Any]:
 
 def load_model(path: str | os.PathLike, prefer: str = "best") -> tuple[nn.Module, Config, dict[str, Any]]:
     """Rebuild the trained network of a checkpoint: ``(model in eval mode, config, sidecar)``."""
-    from .models import GCNSeg
+    from .models import build_model
 
     ckpt = resolve_checkpoint(path, prefer)
     meta = read_meta(ckpt)
-    cfg = config_from_dict(meta.get("config", {}), str(ckpt / META_FILE))
+    cfg = config_from_dict(meta.get("config", {}), str(ckpt / META_FILE), saved=True)
     if not isinstance(meta.get("num_classes"), int):
         raise CheckpointError(f"{ckpt / META_FILE}: no num_classes (not a gcnseg checkpoint sidecar)")
-    m = cfg.model
-    model = GCNSeg(meta["num_classes"], m.backbone, m.head, m.k, m.br, m.upsample, weights=None, m=m.m)
+    model = build_model(cfg.model, meta["num_classes"], pretrained=False)
     load_weights(model, ckpt)
     return model.eval(), cfg, meta

@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("gcnseg.info", "parameters and FLOPs of a network, per part"),
     "score": ("gcnseg.score", "score label PNGs against ground truth"),
     "data": ("gcnseg.data.cli", "check datasets for bad files"),
-    "train": ("gcnseg.train", "train a network from a config (Section 4)"),
+    "train": ("gcnseg.train.cli", "train a network from a config (Section 4)"),
     "eval": ("gcnseg.evaluate", "evaluate a checkpoint: mIoU, boundary/internal accuracy"),
     "predict": ("gcnseg.predict", "segment images and write label maps and pictures"),
     "export": ("gcnseg.export", "export a checkpoint to ONNX or TorchScript"),

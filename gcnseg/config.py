@@ -1,8 +1,10 @@
 """One typed configuration flowing from the CLI to training, evaluation and prediction.
 
 A :class:`Config` is read from YAML (``yaml.safe_load`` only), overridden by
-``section.key=value`` arguments from the command line, checked against the
-dataclass types, and saved into each run folder.
+``section.key=value`` arguments from the command line (:func:`apply_overrides`; every
+command takes them, and its flags are shorthands for them), checked against the
+dataclass types when it is loaded (``Literal`` fields name their choices), and saved
+into each run folder.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -23,15 +25,27 @@ class ConfigError(GcnsegError, ValueError):
     """A configuration file or override is invalid."""
 
 
+# the choices of the enum-like fields (the models and the loop check the same names)
+Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_gcn"]
+Head = Literal["gcn", "conv1x1", "convkxk", "stack"]
+Upsample = Literal["deconv", "bilinear"]
+Optimizer = Literal["sgd", "adam", "adamw"]
+Schedule = Literal["poly", "constant"]
+Amp = Literal["bf16", "fp16"]
+
+# keys that run folders written by earlier versions may hold; dropped when they are read
+RETIRED_KEYS = {"eval.batch_size"}
+
+
 @dataclass
 class ModelConfig:
     """The network of Fig. 2A (see :class:`gcnseg.models.GCNSeg`)."""
 
-    backbone: str = "resnet50"
-    head: str = "gcn"
+    backbone: Backbone = "resnet50"
+    head: Head = "gcn"
     k: int | list[int] = 15
     br: bool = True
-    upsample: str = "deconv"
+    upsample: Upsample = "deconv"
     weights: str | None = None  # "DEFAULT", a torchvision enum name, or a file
     m: int | None = None  # width of "stack" heads (Table 4)
 
@@ -64,11 +78,11 @@ class DataConfig:
 class OptimConfig:
     """Optimiser and schedule; the paper's default is SGD, momentum 0.99, wd 5e-4 (Section 4)."""
 
-    name: str = "sgd"  # sgd | adam | adamw
+    name: Optimizer = "sgd"
     lr: float = 1e-10
     momentum: float = 0.99
     weight_decay: float = 5e-4
-    schedule: str = "poly"  # poly | constant
+    schedule: Schedule = "poly"
     power: float = 0.9
     warmup_iters: int = 0
 
@@ -86,7 +100,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str | None = None  # None | bf16 (CUDA or CPU) | fp16 (CUDA)
+    amp: Amp | None = None  # bf16 (CUDA or CPU) | fp16 (CUDA)
     channels_last: bool = False
     sync_bn: bool = False
     freeze_bn: bool = False  # BatchNorm in eval mode (the paper trains with batch size 1)
@@ -108,7 +122,6 @@ class EvalConfig:
     tile: int | list[int] | None = None  # sliding window size; None = whole image
     tile_overlap: float = 1 / 3
     pad_size: int | list[int] | None = None  # pad inputs to this size (Section 4.1: 512)
-    batch_size: int = 1  # reserved: images are evaluated one at a time
 
 
 @dataclass
@@ -135,6 +148,11 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value in choices and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected one of {', '.join(map(str, choices))}, got {value!r}")
     if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(tp):
             try:
@@ -201,12 +219,20 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
-def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
-    """Build a checked :class:`Config` from plain data; errors name ``source`` and the key."""
+def config_from_dict(data: dict[str, Any], source: str = "config", saved: bool = False) -> Config:
+    """Build a checked :class:`Config` from plain data; errors name ``source`` and the key.
+
+    ``saved``: the data comes from a run folder, whose :data:`RETIRED_KEYS` are dropped."""
+    if saved and isinstance(data, dict):
+        data = _drop_retired(data)
     try:
         return _build(Config, data or {}, "")
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
+
+
+def _drop_retired(data: dict[str, Any]) -> dict[str, Any]:
+    return unflatten({k: v for k, v in flatten(data).items() if k not in RETIRED_KEYS})
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -217,6 +243,26 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"override {dotted}: {p} is not a section")
     node[parts[-1]] = value
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"seed": 1}}`` -> ``{"train.seed": 1}`` (empty mappings stay values)."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def unflatten(dotted: dict[str, Any]) -> dict[str, Any]:
+    """``{"train.seed": 1}`` -> ``{"train": {"seed": 1}}``."""
+    out: dict[str, Any] = {}
+    for key, value in dotted.items():
+        _set_dotted(out, key, value)
+    return out
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -234,16 +280,42 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return data
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """Recursive dict update: ``extra`` wins, nested mappings are merged."""
     out = dict(base)
     for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (optional) and apply ``key=value`` overrides."""
+def split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
+    """``(overrides, others)``: the items that are ``section.key=value`` for a section of
+    :class:`Config` (or ``name=`` / ``out_dir=``), and the rest (e.g. input files)."""
+    sections = {f.name for f in fields(Config)}
+    overrides, others = [], []
+    for item in items:
+        key = item.split("=", 1)[0]
+        is_override = "=" in item and key.split(".", 1)[0] in sections and key.replace(".", "").replace("_", "").isalnum()
+        (overrides if is_override else others).append(item)
+    return overrides, others
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | None = None, flags: dict[str, Any] | None = None,
+                    source: str = "overrides") -> Config:
+    """A new checked :class:`Config`: ``cfg`` with ``section.key=value`` overrides, then
+    ``flags`` (dotted key -> value; ``None`` means "not given") applied. The one way every
+    command applies its overrides and the flags that are shorthands for them."""
+    extra = parse_overrides(list(overrides or []))
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    if not extra and not given:
+        return cfg
+    return config_from_dict(merge(merge(cfg.to_dict(), extra), unflatten(given)), source)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, saved: bool = False) -> Config:
+    """Read a YAML config (optional) and apply ``key=value`` overrides.
+
+    ``saved``: ``path`` is a run folder's ``config.yaml`` (see :func:`config_from_dict`)."""
     data: dict[str, Any] = {}
     source = "config"
     if path is not None:
@@ -257,7 +329,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
+        if saved:
+            data = _drop_retired(data)
     if overrides:
-        data = _merge(data, parse_overrides(overrides))
+        data = merge(data, parse_overrides(overrides))
         source = f"{source} + overrides" if path is not None else "overrides"
     return config_from_dict(data, source)

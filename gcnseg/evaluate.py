@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 
 from .config import EvalConfig
+from .runtime import rank_world
 
 
 def _denormalize(image: torch.Tensor, mean, std) -> np.ndarray:
@@ -53,7 +53,7 @@ def evaluate(
     num_classes = num_classes or dataset.num_classes
     was_training = model.training
     model.eval()
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    rank, world = rank_world()
     metrics = SegMetrics(num_classes, ignore_index, cfg.boundary_width)
     crf = None
     if cfg.crf:
@@ -108,15 +108,16 @@ def write_previews(model: nn.Module, dataset: Dataset, out_dir: Path, n: int, de
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or its model.safetensors")
-    p.add_argument("--data", dest="dataset", help="dataset name (default: the checkpoint's)")
-    p.add_argument("--root", help="dataset root (default: the checkpoint's)")
-    p.add_argument("--split", default=None, help="split (default: the config's val_split)")
-    p.add_argument("--ms", action="store_true", help="multi-scale testing, scales 0.5..1.75 (Table 7)")
-    p.add_argument("--scales", type=float, nargs="+", help="explicit test scales")
-    p.add_argument("--flip", action="store_true", help="average with the horizontally flipped image")
-    p.add_argument("--crf", action="store_true", help="dense CRF post-processing (pip install 'gcnseg[crf]')")
-    p.add_argument("--tile", type=int, nargs="+", help="sliding-window tile size (H [W])")
-    p.add_argument("--boundary-width", type=int, help="boundary band width in pixels (Table 5: 7)")
+    # shorthands for overrides of the checkpoint's config
+    p.add_argument("--data", dest="dataset", help="data.dataset (default: the checkpoint's)")
+    p.add_argument("--root", help="data.root (default: the checkpoint's)")
+    p.add_argument("--split", default=None, help="data.val_split: the split to evaluate (default: the config's)")
+    p.add_argument("--ms", action="store_true", help="eval.scales=[0.5, ..., 1.75]: multi-scale testing (Table 7)")
+    p.add_argument("--scales", type=float, nargs="+", help="eval.scales: explicit test scales")
+    p.add_argument("--flip", action="store_true", help="eval.flip=true: average with the horizontally flipped image")
+    p.add_argument("--crf", action="store_true", help="eval.crf=true: dense CRF post-processing (pip install 'gcnseg[crf]')")
+    p.add_argument("--tile", type=int, nargs="+", help="eval.tile: sliding-window tile size (H [W])")
+    p.add_argument("--boundary-width", type=int, help="eval.boundary_width: boundary band in pixels (Table 5: 7)")
     p.add_argument("--device", default="auto")
     p.add_argument("--eager", action="store_true", help="run the plain model, not the optimised inference path")
     p.add_argument("--json", dest="json_out", help="also write the result to this JSON file")
@@ -126,39 +127,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
-    from .config import _merge, config_from_dict, parse_overrides
+    from .config import apply_overrides
     from .data import build_dataset
+    from .errors import GcnsegError
     from .inference import DEFAULT_MS_SCALES
     from .metrics import format_metrics
-    from .train import resolve_device
+    from .runtime import atomic_write_text, resolve_device
 
     model, cfg, meta = load_model(args.checkpoint)
-    if args.overrides:
-        cfg = config_from_dict(_merge(cfg.to_dict(), parse_overrides(args.overrides)), "overrides")
-    if args.dataset:
-        cfg.data.dataset = args.dataset
-    if args.root:
-        cfg.data.root = args.root
+    tile = None if not args.tile else args.tile[0] if len(args.tile) == 1 else args.tile[:2]
+    cfg = apply_overrides(cfg, args.overrides, {
+        "data.dataset": args.dataset, "data.root": args.root, "data.val_split": args.split,
+        "eval.scales": args.scales or (list(DEFAULT_MS_SCALES) if args.ms else None),
+        "eval.flip": args.flip or None, "eval.crf": args.crf or None, "eval.tile": tile,
+        "eval.boundary_width": args.boundary_width,
+    })
     e = cfg.eval
-    if args.ms:
-        e.scales = list(DEFAULT_MS_SCALES)
-    if args.scales:
-        e.scales = args.scales
-    e.flip = e.flip or args.flip
-    e.crf = e.crf or args.crf
-    if args.tile:
-        e.tile = args.tile[0] if len(args.tile) == 1 else args.tile[:2]
-    if args.boundary_width is not None:
-        e.boundary_width = args.boundary_width
     if e.crf:
         from .crf import require_crf
 
         require_crf()
-    split = args.split or cfg.data.val_split
+    split = cfg.data.val_split
     dataset = build_dataset(cfg.data, split, train=False)
     if dataset.num_classes != meta["num_classes"]:
-        from .errors import GcnsegError
-
         raise GcnsegError(f"{args.checkpoint}: model has {meta['num_classes']} classes, dataset {cfg.data.dataset} has {dataset.num_classes}")
     if args.limit:
         dataset = _Head(dataset, args.limit)
@@ -174,8 +165,6 @@ def run(args: argparse.Namespace) -> int:
         out = {"checkpoint": str(args.checkpoint), "dataset": cfg.data.dataset, "split": split,
                "scales": e.scales, "flip": e.flip, "crf": e.crf, "images": len(dataset),
                **{k: v for k, v in result.items() if k != "matrix"}}
-        from .checkpoint import atomic_write_text
-
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(args.json_out), json.dumps(out, indent=2, default=_jsonable))
         print(f"written {args.json_out}")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -12,24 +10,20 @@ import torch
 from torch import nn
 
 from .errors import GcnsegError
+from .runtime import atomic_path
 
 
 def export_onnx(model: nn.Module, path: Path, sample_size: tuple[int, int] = (64, 96), opset: int = 18) -> Path:
     """ONNX with dynamic batch, height and width (input ``image``, output ``logits``)."""
     model = model.eval()
     x = torch.randn(1, 3, *sample_size)
-    tmp = _tmp_beside(path)
-    try:
-        with torch.no_grad():  # the inference graph (as TorchScript's tracing below)
-            torch.onnx.export(
-                model, (x,), str(tmp), input_names=["image"], output_names=["logits"], opset_version=opset,
-                dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                              "logits": {0: "batch", 2: "height", 3: "width"}},
-                dynamo=False,
-            )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, torch.no_grad():  # the inference graph (as TorchScript's tracing below)
+        torch.onnx.export(
+            model, (x,), str(tmp), input_names=["image"], output_names=["logits"], opset_version=opset,
+            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                          "logits": {0: "batch", 2: "height", 3: "width"}},
+            dynamo=False,
+        )
     return path
 
 
@@ -39,19 +33,9 @@ def export_torchscript(model: nn.Module, path: Path, sample_size: tuple[int, int
     x = torch.randn(1, 3, *sample_size)
     with torch.no_grad():
         traced = torch.jit.trace(model, x, check_trace=False)
-    tmp = _tmp_beside(path)
-    try:
+    with atomic_path(path) as tmp:
         traced.save(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
-
-
-def _tmp_beside(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(name)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

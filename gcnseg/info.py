@@ -14,9 +14,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .models import GCNSeg
-from .models.gcn import HEAD_KINDS, StripConv
-from .models.backbones import BACKBONES
+from .models import GCNSeg, plain_kernels
 
 # part of Fig. 2A -> attribute names of GCNSeg
 PARTS: dict[str, tuple[str, ...]] = {
@@ -36,7 +34,7 @@ def model_info(model: GCNSeg, size: tuple[int, int] = (512, 512)) -> dict:
     was_training = model.training
     model.eval()
     # the plain convolutions: StripConv's faster CPU paths do the same products in other shapes
-    with torch.no_grad(), StripConv.plain(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), plain_kernels(model), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, 3, *size))
     model.train(was_training)
     flops = counter.get_flop_counts()
@@ -67,28 +65,40 @@ def format_info(info: dict) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backbone", default="resnet50", choices=list(BACKBONES))
-    p.add_argument("--head", default="gcn", choices=list(HEAD_KINDS))
-    p.add_argument("--k", type=int, nargs="+", default=[15], help="kernel size, one or four (res-2..res-5)")
-    p.add_argument("--m", type=int, default=None, help="intermediate width of 'stack' heads")
-    p.add_argument("--no-br", action="store_true", help="without Boundary Refinement (Table 1 networks)")
-    p.add_argument("--upsample", default="deconv", choices=["deconv", "bilinear"])
+    p.add_argument("--config", help="YAML config whose model section is counted (default: GCN k=15 + BR on ResNet-50)")
+    # shorthands for model.* overrides
+    p.add_argument("--backbone", help="model.backbone")
+    p.add_argument("--head", help="model.head: gcn, conv1x1, convkxk or stack")
+    p.add_argument("--k", type=int, nargs="+", help="model.k: kernel size, one or four (res-2..res-5)")
+    p.add_argument("--m", type=int, default=None, help="model.m: intermediate width of 'stack' heads")
+    p.add_argument("--no-br", action="store_true", help="model.br=false: without Boundary Refinement (Table 1 networks)")
+    p.add_argument("--upsample", help="model.upsample: deconv or bilinear")
     p.add_argument("--num-classes", type=int, default=21)
     p.add_argument("--size", type=int, nargs="+", default=[512], help="input size: S or H W")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.k=[15,15,11,7]")
 
 
 def run(args: argparse.Namespace) -> int:
-    if len(args.k) not in (1, 4) or len(args.size) not in (1, 2):
-        raise SystemExit("gcnseg info: --k takes one or four values, --size one or two")
-    k = args.k[0] if len(args.k) == 1 else args.k
+    from .config import apply_overrides, load_config
+    from .errors import GcnsegError
+    from .models import build_model
+
+    if (args.k and len(args.k) not in (1, 4)) or len(args.size) not in (1, 2):
+        raise GcnsegError("--k takes one or four values, --size one or two")
+    k = None if not args.k else args.k[0] if len(args.k) == 1 else args.k
+    cfg = apply_overrides(load_config(args.config), args.overrides, {
+        "model.backbone": args.backbone, "model.head": args.head, "model.k": k, "model.m": args.m,
+        "model.br": False if args.no_br else None, "model.upsample": args.upsample,
+    })
     size = (args.size[0], args.size[-1])
     try:
-        model = GCNSeg(args.num_classes, args.backbone, args.head, k, not args.no_br, args.upsample, m=args.m)
+        model = build_model(cfg.model, args.num_classes, pretrained=False)
     except ValueError as e:
-        raise SystemExit(f"gcnseg info: {e}")
+        raise GcnsegError(str(e)) from None
     info = model_info(model, size)
-    info["model"] = {"backbone": args.backbone, "head": args.head, "k": k, "br": not args.no_br,
-                     "upsample": args.upsample, "num_classes": args.num_classes}
+    m = cfg.model
+    info["model"] = {"backbone": m.backbone, "head": m.head, "k": m.k, "br": m.br,
+                     "upsample": m.upsample, "num_classes": args.num_classes}
     print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0

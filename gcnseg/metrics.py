@@ -31,6 +31,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .runtime import all_reduce_sum_
+
 __all__ = [
     "ConfusionMatrix",
     "BoundaryAccuracy",
@@ -62,19 +64,6 @@ def _labels(x: Any) -> np.ndarray:
     if a.itemsize > 2 and -(2**15) <= lo and hi < 2**15:
         return a.astype(np.int16)
     return a
-
-
-def _all_reduce_(t: torch.Tensor) -> None:
-    """Sum ``t`` in place over all processes when ``torch.distributed`` is initialised."""
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()):
-        return
-    if dist.get_backend() == "nccl" and t.device.type != "cuda":  # NCCL reduces GPU tensors only
-        tmp = t.to(torch.device("cuda", torch.cuda.current_device()))
-        dist.all_reduce(tmp, op=dist.ReduceOp.SUM)
-        t.copy_(tmp.cpu())
-    else:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -154,7 +143,7 @@ class ConfusionMatrix:
 
     def all_reduce(self) -> None:
         """Sum the matrix over all processes (no-op unless torch.distributed is initialised)."""
-        _all_reduce_(self.matrix)
+        all_reduce_sum_(self.matrix)
 
     def compute(self) -> dict[str, Any]:
         """Metrics from the accumulated matrix; see the module docstring for conventions.
@@ -298,7 +287,7 @@ class BoundaryAccuracy:
 
     def all_reduce(self) -> None:
         """Sum the counts over all processes (no-op unless torch.distributed is initialised)."""
-        _all_reduce_(self.counts)
+        all_reduce_sum_(self.counts)
 
     def compute(self) -> dict[str, Any]:
         bc, bn, ac, an = (int(v) for v in self.counts)

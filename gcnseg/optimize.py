@@ -10,10 +10,10 @@
   where the CPU has native bf16 and float32 elsewhere.
 
 Predictions stay those of the eager fp32 model: argmax agreement >= 99.9% on
-trained networks at working sizes (tested in ``tests/test_optimize.py``; measured
-99.98% or more on the demo's networks in bf16). Near-tied scores can flip: a
-network trained 25 steps agrees on 99.88% of a 64x96 noise image, where the
-res-5 map is 2x3 and every pixel is near a border. Measured speeds: ``gcnseg bench`` and the README.
+trained networks at working sizes (tested in ``tests/test_optimize.py``); near-tied
+scores, as in an untrained network, can flip. Which convolutions join the bf16 part is
+declared by the model (``GlobalConv.feature_readers``), not found by walking its
+internals. Measured speeds and agreement: ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .models.gcn import GlobalConv
 
 
 def fold_batchnorm(model: nn.Module) -> int:
@@ -70,21 +69,23 @@ class ToFloat32(nn.Module):
 
 
 def bf16_reader(head: nn.Module) -> nn.Module:
-    """A score head that takes the bf16 backbone's features: a GCN head's two first
-    convolutions (the heavy ones, reading 256-2048 channels) run in bf16 on the
-    features as they come, their 21-channel outputs go on in float32; any other
-    head casts its input to float32 and stays float32. In place for a GCN head.
+    """A score head that takes the bf16 backbone's features.
 
-    The features are bf16 already, so the bf16 convolutions add only the rounding
-    of their weights and outputs: argmax agreement with eager fp32 on all 101 CamVid
-    val images 99.915% (99.918% with float32 heads), on the demo's val set 99.97%.
+    The convolutions that the head declares as its ``feature_readers`` (a GCN head's
+    two first, wide convolutions) run in bf16 on the features as they come and hand
+    float32 on; a head that declares none casts its input to float32 and stays float32.
+    In place where the head declares readers. The features are bf16 already, so the
+    bf16 readers add only the rounding of their weights and outputs.
     """
-    if isinstance(head, GlobalConv):
-        for branch in (head.left, head.right):
-            branch[0].to(torch.bfloat16)
-            branch.insert(1, ToFloat32())
-        return head
-    return nn.Sequential(ToFloat32(), head)
+    readers = getattr(head, "feature_readers", ())
+    if not readers:
+        return nn.Sequential(ToFloat32(), head)
+    for name in readers:
+        parent, _, child = name.rpartition(".")
+        owner = head.get_submodule(parent) if parent else head
+        conv = owner.get_submodule(child)
+        setattr(owner, child, nn.Sequential(conv.to(torch.bfloat16), ToFloat32()))
+    return head
 
 
 class InferenceModel(nn.Module):
@@ -130,10 +131,9 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, channels_last
     model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     if dtype != torch.float32 and hasattr(model, "decode"):
-        # weights converted once (autocast would re-cast them on every call). Only the
-        # heads' first convolutions join: the whole heads in bf16 cost argmax agreement
-        # (99.80% on real-looking inputs of the test network), the last BR + deconvolution
-        # stages too (99.88% on CamVid)
+        # weights converted once (autocast would re-cast them on every call); only the
+        # backbone and the heads' feature readers: more of the network in bf16 costs
+        # argmax agreement (docs/performance.md)
         model.backbone.to(dtype)
         model.heads = nn.ModuleList(bf16_reader(h) for h in model.heads)
     return InferenceModel(model, channels_last, dtype).eval()

@@ -11,15 +11,14 @@ overwritten.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .errors import DataError, GcnsegError
+from .runtime import atomic_path
 
 KINDS = {"label": "labels", "overlay": "overlays", "side": "side"}  # picture -> output sub-folder
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
@@ -49,41 +48,51 @@ def to_input(image: np.ndarray, mean, std) -> torch.Tensor:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or its model.safetensors")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="images or folders (searched recursively)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="images or folders (searched recursively), and KEY=VALUE overrides of the checkpoint's config")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--ms", action="store_true", help="multi-scale testing, scales 0.5..1.75")
-    p.add_argument("--flip", action="store_true", help="average with the horizontally flipped image")
-    p.add_argument("--crf", action="store_true", help="dense CRF post-processing (pip install 'gcnseg[crf]')")
-    p.add_argument("--tile", type=int, help="sliding-window tile size for large images")
+    # shorthands for overrides of the checkpoint's config
+    p.add_argument("--ms", action="store_true", help="eval.scales=[0.5, ..., 1.75]: multi-scale testing")
+    p.add_argument("--flip", action="store_true", help="eval.flip=true: average with the horizontally flipped image")
+    p.add_argument("--crf", action="store_true", help="eval.crf=true: dense CRF post-processing (pip install 'gcnseg[crf]')")
+    p.add_argument("--tile", type=int, help="eval.tile: sliding-window tile size for large images")
     p.add_argument("--device", default="auto")
     p.add_argument("--eager", action="store_true", help="run the plain model, not the optimised inference path")
 
 
 def run(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
+    from .config import apply_overrides, split_overrides
     from .data.io import read_image
     from .inference import DEFAULT_MS_SCALES, predict_scores
-    from .train import resolve_device
+    from .runtime import resolve_device
     from .visualize import colorize, label_image, overlay, panel
 
+    overrides, inputs_given = split_overrides(args.inputs)
+    if not inputs_given:
+        raise GcnsegError("no INPUT given: name image files or folders to segment")
     model, cfg, meta = load_model(args.checkpoint)
+    cfg = apply_overrides(cfg, overrides, {
+        "eval.scales": list(DEFAULT_MS_SCALES) if args.ms else None, "eval.flip": args.flip or None,
+        "eval.crf": args.crf or None, "eval.tile": args.tile,
+    })
+    ev = cfg.eval
     device = resolve_device(args.device)
     model.to(device)  # before optimising: "auto" precision is bf16 on CPU only
     if not args.eager:
         from .optimize import optimize_for_inference
 
         model = optimize_for_inference(model)
-    if args.crf:
+    if ev.crf:
         from .crf import dense_crf, require_crf
 
         require_crf()
-    files = find_images(args.inputs)
+    files = find_images(inputs_given)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     inputs = {f.resolve() for f, _ in files}
     written: set[Path] = set()
     palette = [tuple(c) for c in meta["palette"]]
-    scales = DEFAULT_MS_SCALES if args.ms else tuple(cfg.eval.scales)
     failed = 0
     for f, sub in files:
         try:
@@ -104,10 +113,9 @@ def run(args: argparse.Namespace) -> int:
             continue
         written |= {t.resolve() for t in targets.values()}
         with torch.inference_mode():
-            probs = predict_scores(model, to_input(rgb, cfg.data.mean, cfg.data.std).to(device), scales=scales,
-                                   flip=args.flip or cfg.eval.flip, tile=args.tile or cfg.eval.tile,
-                                   overlap=cfg.eval.tile_overlap, pad=cfg.eval.pad_size)
-        if args.crf:
+            probs = predict_scores(model, to_input(rgb, cfg.data.mean, cfg.data.std).to(device), scales=tuple(ev.scales),
+                                   flip=ev.flip, tile=ev.tile, overlap=ev.tile_overlap, pad=ev.pad_size)
+        if ev.crf:
             pred = dense_crf(rgb, probs[0].float().cpu().numpy())
         else:
             pred = probs.argmax(1)[0].cpu().numpy()
@@ -124,14 +132,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _save(img, path: Path) -> None:
     """Write through a temporary file so that a kill never leaves half a picture."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
 
 
 def _save_array(arr: np.ndarray, path: Path) -> None:

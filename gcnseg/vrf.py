@@ -32,8 +32,8 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from .checkpoint import atomic_write_text
 from .errors import GcnsegError
+from .runtime import atomic_write_text, resolve_device
 
 TARGETS = ("sum", "predicted")
 
@@ -154,9 +154,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise GcnsegError(f"--out {out}: expected a .png file name")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise GcnsegError(f"--device {args.device}: CUDA is not available on this machine")
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     pictures, titles, records = [], [], []
     for ckpt in [args.checkpoint] + ([args.compare] if args.compare else []):
         model, cfg, _ = load_model(ckpt)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import gcnseg.train as train_mod
+import gcnseg.train.loop as loop
 from gcnseg.ablate import head_params, load_table, network_configs, parse_budget, table_path
 from gcnseg.checkpoint import load_model
 from gcnseg.cli import main
@@ -99,11 +100,15 @@ def test_tiny_ablation_report_and_resume(tmp_path, monkeypatch, capsys):
     # killed during the second network, after its step-2 checkpoint
     steps = []
 
-    def killed(step):
-        steps.append(step)
+    real_step = loop.train_step
+
+    def killed(run, images, masks):
+        loss = real_step(run, images, masks)
+        steps.append(run.state.step)
         if len(steps) == 4 + 3:
             raise KeyboardInterrupt
-    monkeypatch.setattr(train_mod, "_after_step", killed)
+        return loss
+    monkeypatch.setattr(loop, "train_step", killed)
     assert main(cmd) == 130
     assert (out / "baseline" / "summary.json").is_file() and not (out / "gcn-k-3" / "summary.json").exists()
     assert json.loads((out / "gcn-k-3" / "last.json").read_text())["step"] == 2
@@ -119,7 +124,7 @@ def test_tiny_ablation_report_and_resume(tmp_path, monkeypatch, capsys):
     def spy(cfg, resume=False, show_progress=True):
         calls.append((cfg.name, resume))
         return real_train(cfg, resume=resume, show_progress=show_progress)
-    monkeypatch.setattr(train_mod, "_after_step", lambda step: None)
+    monkeypatch.setattr(loop, "train_step", real_step)
     monkeypatch.setattr(train_mod, "train", spy)
     assert main(cmd) == 0
     assert calls == [("table7-gcn-k-3", True)]

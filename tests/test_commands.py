@@ -151,7 +151,7 @@ def test_optimised_path_is_built_on_the_target_device(run_dir, tmp_path, monkeyp
     device the model runs on: a model optimised on the CPU and moved to CUDA afterwards
     would run its backbone in bf16 on the GPU."""
     import gcnseg.optimize as opt
-    import gcnseg.train as train_mod
+    import gcnseg.runtime as runtime
 
     seen = []
 
@@ -162,7 +162,7 @@ def test_optimised_path_is_built_on_the_target_device(run_dir, tmp_path, monkeyp
         seen.append(next(model.parameters()).device.type)
         raise Stop
 
-    monkeypatch.setattr(train_mod, "resolve_device", lambda name: torch.device("meta"))
+    monkeypatch.setattr(runtime, "resolve_device", lambda name: torch.device("meta"))
     monkeypatch.setattr(opt, "optimize_for_inference", spy)
     img = tmp_path / "in.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)

@@ -130,7 +130,7 @@ def conv_kernels(monkeypatch):
 def test_strip_conv_training_path_equals_plain_convolution(memory_format, hw, conv_kernels):
     """A 1 x 15 StripConv's transposed k x 1 path (taken while its weight learns on the
     CPU) gives the plain 1 x k convolution's output and gradients, bias included."""
-    from gcnseg.models.gcn import StripConv
+    from gcnseg.models.kernels import StripConv
 
     torch.manual_seed(0)
     fast = StripConv(6, 4, 15, vertical=False, bias=True).to(memory_format=memory_format)
@@ -160,7 +160,7 @@ def test_strip_conv_training_path_equals_plain_convolution(memory_format, hw, co
 def test_strip_conv_inference_tap_groups_equal_plain_convolution(vertical, k, hw, memory_format, conv_kernels):
     """In inference a StripConv with k >= 15, k % 3 == 0 is one 3-tap convolution with
     k/3 times the outputs and shifted sums: the plain convolution's result, bias included."""
-    from gcnseg.models.gcn import StripConv
+    from gcnseg.models.kernels import StripConv
 
     torch.manual_seed(0)
     fast = StripConv(6, 4, k, vertical=vertical, bias=True).to(memory_format=memory_format)
@@ -179,7 +179,7 @@ def test_strip_conv_inference_tap_groups_equal_plain_convolution(vertical, k, hw
 def test_strip_conv_plain_path_elsewhere(monkeypatch, conv_kernels):
     """Unbatched input, ONNX export, a padding mode other than zeros, k below 15 or not
     a multiple of 3, and a k x 1 strip in training take nn.Conv2d's own call."""
-    from gcnseg.models.gcn import StripConv
+    from gcnseg.models.kernels import StripConv
 
     conv = StripConv(3, 2, 15, vertical=False)
     with torch.no_grad():
@@ -204,7 +204,7 @@ def test_strip_conv_plain_path_elsewhere(monkeypatch, conv_kernels):
 def test_strip_conv_fast_paths_only_for_its_own_geometry(conv_kernels):
     """Stride, dilation or padding changed after construction: the plain call, so the
     result is nn.Conv2d's; bf16 in gives bf16 out, as from the plain call."""
-    from gcnseg.models.gcn import StripConv
+    from gcnseg.models.kernels import StripConv
 
     torch.manual_seed(0)
     x = torch.randn(1, 3, 20, 24)

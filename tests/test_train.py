@@ -7,7 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import gcnseg.train as train_mod
+import gcnseg.train.loop as loop
+import gcnseg.train.state as state_mod
 from gcnseg.checkpoint import load_model, resolve_checkpoint
 from gcnseg.cli import main
 from gcnseg.config import load_config
@@ -61,14 +62,18 @@ def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
 
     part = tmp_path / "part"
 
-    def killed(step):
-        if step == 5:
+    real_step = loop.train_step
+
+    def killed(run, images, masks):
+        loss = real_step(run, images, masks)
+        if run.state.step == 5:
             raise KeyboardInterrupt  # killed between checkpoints: step 4 is the last one
-    monkeypatch.setattr(train_mod, "_after_step", killed)
+        return loss
+    monkeypatch.setattr(loop, "train_step", killed)
     with pytest.raises(KeyboardInterrupt):
         train(tiny(part, "train.iterations=6", "train.checkpoint_every=2", "train.previews=0"), show_progress=False)
     assert json.loads((part / "last.json").read_text())["step"] == 4
-    monkeypatch.setattr(train_mod, "_after_step", lambda step: None)
+    monkeypatch.setattr(loop, "train_step", real_step)
     assert main(["train", "--resume", str(part), "--no-progress"]) == 0
 
     a = load_file(str(resolve_checkpoint(full, "last") / "model.safetensors"))
@@ -142,7 +147,7 @@ def test_freeze_backbone_trains_only_heads_and_decoder(tmp_path):
     run = tmp_path / "frozen"
     train(tiny(run, "train.iterations=2", "train.previews=0", "train.freeze_backbone=true"), show_progress=False)
     torch.manual_seed(0)  # the model's initialisation under train.seed=0 (see _seed_everything)
-    init = train_mod.build_model(tiny(run), 3).state_dict()
+    init = state_mod.build_model(tiny(run).model, 3).state_dict()
     after = load_file(str(resolve_checkpoint(run, "last") / "model.safetensors"))
     weights = [k for k in after if k.startswith("backbone.") and "running" not in k and "num_batches" not in k]
     assert weights and all(torch.equal(after[k], init[k]) for k in weights)
@@ -161,14 +166,14 @@ def test_summary_without_any_scored_pixel_says_n_a():
 
 def test_bf16_autocast_trains_on_cpu_and_fp16_is_refused(tmp_path, monkeypatch):
     seen = []
-    real_build = train_mod.build_model
+    real_build = state_mod.build_model
 
     def build(cfg, num_classes):  # record the dtype of every training forward's scores
         model = real_build(cfg, num_classes)
         model.register_forward_hook(lambda m, args, out: seen.append(out.dtype) if m.training else None)
         return model
 
-    monkeypatch.setattr(train_mod, "build_model", build)
+    monkeypatch.setattr(state_mod, "build_model", build)
     run = tmp_path / "bf16"
     summary = train(tiny(run, "train.iterations=3", "train.previews=0", "train.amp=bf16"), show_progress=False)
     assert summary["steps"] == 3 and seen == [torch.bfloat16] * 3

@@ -76,8 +76,8 @@ def test_gcn_head_enlarges_the_vrf_of_gcnseg():
     """Figure 3: on the same backbone weights, GCN k=15 heads spread the score's
     gradient over more of the image than 1x1 heads (fixed seed, untrained)."""
     torch.manual_seed(0)
-    base = GCNSeg(3, "resnet18", "conv1x1", br=False)
-    gcn = GCNSeg(3, "resnet18", "gcn", k=15, br=False)
+    base = GCNSeg(3, "resnet18", head="conv1x1", br=False)
+    gcn = GCNSeg(3, "resnet18", head="gcn", k=15, br=False)
     gcn.backbone.load_state_dict(base.backbone.state_dict())
     gcn.up.load_state_dict(base.up.state_dict())
     image = torch.randn(3, 64, 64)
@@ -88,7 +88,7 @@ def test_gcn_head_enlarges_the_vrf_of_gcnseg():
 
 def _checkpoint(run_dir, head: str, k: int):
     cfg = load_config(None, ["model.backbone=resnet18", f"model.head={head}", f"model.k={k}", "model.br=false"])
-    model = GCNSeg(3, "resnet18", head, k, False)
+    model = GCNSeg(3, "resnet18", head=head, k=k, br=False)
     save_checkpoint(run_dir, model, {"step": 0, "config": cfg.to_dict(), "num_classes": 3})
     return run_dir
 

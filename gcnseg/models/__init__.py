@@ -1,27 +1,37 @@
-"""The paper's model (Section 3, Appendix A), plain ``nn.Module`` s."""
+"""The paper's model (Section 3, Appendix A), plain ``nn.Module`` s, in the order of
+Fig. 2A: the feature network (:mod:`.encoders`, :mod:`.resnet_gcn`), the GCN score
+heads and Boundary Refinement (:mod:`.gcn`, CPU kernels in :mod:`.kernels`), the
+deconvolution decoder (:mod:`.decoder`), and the whole network (:mod:`.network`)."""
 
-from .backbones import BACKBONES, ResNetFeatures, WeightsError, build_backbone, load_pretrained, read_state_dict
+from .decoder import Bilinear2x, Deconv2x, bilinear_kernel
+from .encoders import ENCODERS, Encoder, ResNetFeatures, WeightsError, build_encoder, load_pretrained, read_state_dict
 from .gcn import HEAD_KINDS, BoundaryRefine, GlobalConv, build_head, conv_stack
+from .kernels import StripConv, plain_kernels
+from .network import GCNSeg, build_model, per_stage_k
 from .resnet_gcn import GCNBottleneck, gcn_stage, resnet50_gcn
-from .segnet import Bilinear2x, Deconv2x, GCNSeg, bilinear_kernel
 
 __all__ = [
-    "BACKBONES",
+    "ENCODERS",
     "HEAD_KINDS",
     "Bilinear2x",
     "BoundaryRefine",
     "Deconv2x",
+    "Encoder",
     "GCNBottleneck",
     "GCNSeg",
     "GlobalConv",
     "ResNetFeatures",
+    "StripConv",
     "WeightsError",
     "bilinear_kernel",
-    "build_backbone",
+    "build_encoder",
     "build_head",
+    "build_model",
     "conv_stack",
-    "load_pretrained",
-    "read_state_dict",
     "gcn_stage",
+    "load_pretrained",
+    "per_stage_k",
+    "plain_kernels",
+    "read_state_dict",
     "resnet50_gcn",
 ]

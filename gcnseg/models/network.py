@@ -10,60 +10,22 @@ reach the input resolution: nine BR blocks in all (FCN-4 style, Section 3.2).
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .backbones import build_backbone
+from .decoder import Bilinear2x, Deconv2x
+from .encoders import build_encoder, check_encoder
 from .gcn import BoundaryRefine, build_head
 
-
-def bilinear_kernel(channels: int, size: int = 4) -> torch.Tensor:
-    """FCN's bilinear upsampling filter as a ``(C, C, size, size)`` deconvolution
-    weight: diagonal across channels, so class scores do not mix at init."""
-    factor = (size + 1) // 2
-    center = factor - 1 if size % 2 == 1 else factor - 0.5
-    og = torch.arange(size, dtype=torch.float64)
-    filt1d = 1 - (og - center).abs() / factor
-    filt = torch.outer(filt1d, filt1d).float()
-    weight = torch.zeros(channels, channels, size, size)
-    weight[range(channels), range(channels)] = filt
-    return weight
+if TYPE_CHECKING:
+    from ..config import ModelConfig
 
 
-class Deconv2x(nn.Module):
-    """Learnable x2 upsampling (FCN's "deconvolution", Section 3.2).
-
-    A 4x4 stride-2 ``ConvTranspose2d`` initialised to bilinear interpolation. The
-    input is padded by one replicated pixel first, so that a fresh layer equals
-    ``F.interpolate(scale_factor=2, mode="bilinear", align_corners=False)`` at
-    every pixel, borders included. The output is cropped to ``size``, at most
-    twice the input's size (a stride-2 layer maps n pixels to ceil(n/2)).
-    """
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        # padding=3 drops the 3 outer pixels of the (2H+6)-pixel transposed output of the
-        # padded input: 2H remain, so even sizes need no crop (and no copy before BR)
-        self.deconv = nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=3, bias=False)
-        with torch.no_grad():
-            self.deconv.weight.copy_(bilinear_kernel(channels))
-
-    def forward(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        y = self.deconv(F.pad(x, (1, 1, 1, 1), mode="replicate"))
-        return y[:, :, : size[0], : size[1]]  # a view, still contiguous when nothing is cut
-
-
-class Bilinear2x(nn.Module):
-    """Parameter-free alternative to :class:`Deconv2x` (``upsample="bilinear"``)."""
-
-    def forward(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
-
-
-def _per_stage(k: int | Sequence[int]) -> tuple[int, int, int, int]:
+def per_stage_k(k: int | Sequence[int]) -> tuple[int, int, int, int]:
+    """One kernel size per stage res-2..res-5 from one odd int or four."""
     ks = (k,) * 4 if isinstance(k, int) else tuple(k)
     if len(ks) != 4:
         raise ValueError(f"k must be one odd int or four (res-2..res-5), got {k!r}")
@@ -75,13 +37,15 @@ class GCNSeg(nn.Module):
 
     Args:
         num_classes: number of score maps.
-        backbone: a name from :data:`gcnseg.models.backbones.BACKBONES`.
+        backbone: the feature network: a name from :data:`gcnseg.models.encoders.ENCODERS`,
+            or any module keeping the encoder contract (four maps at strides 4, 8, 16,
+            32 and their ``channels``; :class:`gcnseg.models.encoders.Encoder`).
         head: ``"gcn"`` (paper), ``"conv1x1"`` (Table 1 baseline), ``"convkxk"``
             (Table 2) or ``"stack"`` (Tables 3-4).
         k: kernel size, one odd int or one per stage res-2..res-5.
         br: Boundary Refinement blocks (``False`` gives the Table 1 networks).
         upsample: ``"deconv"`` (paper) or ``"bilinear"``.
-        weights: backbone weights (``"DEFAULT"``, an enum name or a file).
+        weights: backbone weights by name (``"DEFAULT"``, an enum name or a file).
         m: intermediate width of ``"stack"`` heads (Table 4).
 
     The output has exactly the input's height and width, for any input size. Its
@@ -92,7 +56,8 @@ class GCNSeg(nn.Module):
     def __init__(
         self,
         num_classes: int,
-        backbone: str = "resnet50",
+        backbone: str | nn.Module = "resnet50",
+        *,
         head: str = "gcn",
         k: int | Sequence[int] = 15,
         br: bool = True,
@@ -105,12 +70,16 @@ class GCNSeg(nn.Module):
             raise ValueError(f"upsample must be 'deconv' or 'bilinear', got {upsample!r}")
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        ks = _per_stage(k)
+        ks = per_stage_k(k)
+        if isinstance(backbone, nn.Module):
+            if weights is not None:
+                raise ValueError("weights name the weights of a backbone given by name; load a module's own weights yourself")
+            self.backbone = backbone
+        else:
+            self.backbone = build_encoder(backbone, weights)
+        channels = check_encoder(self.backbone)
         self.num_classes = num_classes
-        self.backbone = build_backbone(backbone, weights)
-        self.heads = nn.ModuleList(
-            build_head(head, c, num_classes, kk, m) for c, kk in zip(self.backbone.channels, ks)
-        )
+        self.heads = nn.ModuleList(build_head(head, c, num_classes, kk, m) for c, kk in zip(channels, ks))
 
         def refine() -> nn.Module:
             return BoundaryRefine(num_classes) if br else nn.Identity()
@@ -121,16 +90,12 @@ class GCNSeg(nn.Module):
         self.head_br = nn.ModuleList(refine() for _ in range(4))  # after each score head
         self.up = nn.ModuleList(up() for _ in range(5))  # res-5->4, 4->3, 3->2, then x2, x2
         self.fuse_br = nn.ModuleList(refine() for _ in range(5))  # after each upsampling
-        # channels-last weights, the layout the CPU input is converted to below: with NCHW
-        # weights oneDNN re-laid out every 3x3 and k x 1 kernel on every call (eager
-        # GCNSeg-R50 1.36x -> 1.32x the NCHW backbone, same process). cuDNN follows the
-        # weights' layout too (eager bf16 batch 16 on an H200: 0.87x of NCHW).
+        # channels-last weights, the layout the CPU input is converted to below (with NCHW
+        # weights oneDNN re-lays out the kernels on every call); cuDNN follows them too
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu":
-            # oneDNN's fast layout on the CPU: the whole network runs channels-last
-            # (eager inference 1.49x -> 1.33x the bare NCHW backbone, `gcnseg bench`)
+        if x.device.type == "cpu":  # oneDNN's fast layout: the whole network runs channels-last
             x = x.contiguous(memory_format=torch.channels_last)
         return self.decode(self.backbone(x), x.shape[-2:])
 
@@ -149,4 +114,12 @@ class GCNSeg(nn.Module):
         for i, finer in enumerate(reversed(scores[:3])):  # res-4, res-3, res-2
             s = self.fuse_br[i](self.up[i](s, finer.shape[-2:]) + finer)
         s = self.fuse_br[3](self.up[3](s, ((h + 1) // 2, (w + 1) // 2)))
-        return self.fuse_br[4](self.up[4](s, (h, w)))  # channels-last; no NCHW copy (~9 ms at 512x512)
+        return self.fuse_br[4](self.up[4](s, (h, w)))  # channels-last: no NCHW copy
+
+
+def build_model(cfg: ModelConfig, num_classes: int, pretrained: bool = True) -> GCNSeg:
+    """The network that ``cfg`` (the ``model`` section of a config) describes.
+
+    ``pretrained=False`` leaves out ``cfg.weights`` (the weights come from a checkpoint)."""
+    return GCNSeg(num_classes, cfg.backbone, head=cfg.head, k=cfg.k, br=cfg.br, upsample=cfg.upsample,
+                  weights=cfg.weights if pretrained else None, m=cfg.m)

@@ -1,4 +1,10 @@
-"""Feature networks (Section 3.2): ResNets from torchvision giving res-2..res-5.
+"""Feature networks (Section 3.2; the paper's "backbone", an "encoder" in smp's terms).
+
+The encoder contract is small: an ``nn.Module`` whose ``forward(x)`` returns four
+feature maps at strides 4, 8, 16 and 32 (res-2..res-5 of a ResNet) and whose
+``channels`` attribute gives their channel counts (:class:`Encoder`). Any module that
+keeps it can be given to :class:`~gcnseg.models.GCNSeg`; by name, :data:`ENCODERS`
+has torchvision's ResNets and ResNet50-GCN (Appendix A).
 
 Weights come from torchvision's weights API (``weights="DEFAULT"`` or an enum
 name such as ``"IMAGENET1K_V2"``) or from a local file (``.safetensors``, or a
@@ -10,7 +16,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from collections.abc import Sequence
+from typing import Callable, Protocol
 
 import torch
 import torchvision
@@ -20,7 +27,7 @@ from ..errors import GcnsegError
 from .resnet_gcn import resnet50_gcn
 
 # name -> (constructor, channels of res-2..res-5)
-BACKBONES: dict[str, tuple[Callable[..., nn.Module], tuple[int, int, int, int]]] = {
+ENCODERS: dict[str, tuple[Callable[..., nn.Module], tuple[int, int, int, int]]] = {
     "resnet18": (torchvision.models.resnet18, (64, 128, 256, 512)),
     "resnet34": (torchvision.models.resnet34, (64, 128, 256, 512)),
     "resnet50": (torchvision.models.resnet50, (256, 512, 1024, 2048)),
@@ -28,6 +35,24 @@ BACKBONES: dict[str, tuple[Callable[..., nn.Module], tuple[int, int, int, int]]]
     "resnet152": (torchvision.models.resnet152, (256, 512, 1024, 2048)),
     "resnet50_gcn": (resnet50_gcn, (256, 512, 1024, 2048)),
 }
+
+
+class Encoder(Protocol):
+    """What :class:`~gcnseg.models.GCNSeg` needs of a feature network."""
+
+    channels: Sequence[int]  # of the four maps, strides 4, 8, 16, 32
+
+    def __call__(self, x: torch.Tensor) -> Sequence[torch.Tensor]: ...
+
+
+def check_encoder(encoder: nn.Module) -> tuple[int, int, int, int]:
+    """The four channel counts of ``encoder``, or a ValueError saying what is missing."""
+    channels = getattr(encoder, "channels", None)
+    if (not isinstance(channels, Sequence) or len(channels) != 4
+            or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels)):
+        raise ValueError(f"an encoder needs a 'channels' attribute of four positive ints (its maps at strides "
+                         f"4, 8, 16, 32), got {channels!r} on {type(encoder).__name__}")
+    return tuple(channels)  # type: ignore[return-value]
 
 
 class WeightsError(GcnsegError):
@@ -115,11 +140,11 @@ class ResNetFeatures(nn.Module):
         return [c2, c3, c4, c5]
 
 
-def build_backbone(name: str = "resnet50", weights: str | os.PathLike | None = None) -> ResNetFeatures:
-    """A feature network by name (see :data:`BACKBONES`), optionally with pretrained weights."""
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(BACKBONES)}")
-    make, channels = BACKBONES[name]
+def build_encoder(name: str = "resnet50", weights: str | os.PathLike | None = None) -> ResNetFeatures:
+    """A feature network by name (see :data:`ENCODERS`), optionally with pretrained weights."""
+    if name not in ENCODERS:
+        raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(ENCODERS)}")
+    make, channels = ENCODERS[name]
     model = make(weights=None)
     if weights is not None:
         load_pretrained(model, name, weights)

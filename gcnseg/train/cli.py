@@ -1,0 +1,38 @@
+"""``gcnseg train --config FILE [KEY=VALUE ...]`` and ``gcnseg train --resume RUN_DIR``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..checkpoint import CheckpointError
+from ..config import apply_overrides, load_config
+from ..errors import GcnsegError
+from ..runtime import is_main
+from .log import format_summary
+from .loop import train
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config file (see configs/)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.iterations=100")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = run_dir / "config.yaml"
+        if not saved.is_file():
+            raise CheckpointError(f"{saved}: not found; --resume takes the folder of an earlier run")
+        cfg = apply_overrides(load_config(saved, saved=True), args.overrides, {"out_dir": str(run_dir)},
+                              source=f"{saved} + overrides")
+    else:
+        if not args.config and not args.overrides:
+            raise GcnsegError("give --config FILE (see configs/) or KEY=VALUE overrides")
+        cfg = load_config(args.config, args.overrides)
+    summary = train(cfg, resume=bool(args.resume), show_progress=not args.no_progress)
+    if is_main():
+        print(format_summary(summary))
+    return 0

@@ -1,0 +1,62 @@
+"""What a run tells: ``metrics.jsonl``, TensorBoard events, and the closing summary."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+class RunLog:
+    """metrics.jsonl and TensorBoard events (written by the main process only)."""
+
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+            except ImportError:  # tensorboard is a dependency; keep training without it anyway
+                self.tb = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            tag = record.get("split", "train")
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step" and not (isinstance(v, float) and math.isnan(v)):
+                    self.tb.add_scalar(f"{tag}/{k}", v, record["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def pct(v: float | None) -> str:
+    """A [0, 1] metric in percent; ``n/a`` when undefined (no scored pixel, no validation yet)."""
+    return "n/a" if v is None or v < 0 else f"{100 * v:.2f}"
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The lines ``gcnseg train`` prints at the end."""
+    f = s["final"]
+    lines = [
+        f"done: {s['steps']} steps in {s['train_seconds']:.0f} s",
+        f"val mIoU {pct(f['miou'])}  pixel acc {pct(f['pixel_acc'])}"
+        + (f"  boundary acc {pct(f['boundary_acc'])}  internal acc {pct(f['internal_acc'])}" if "boundary_acc" in f else ""),
+        f"best mIoU {pct(s['best']['miou'])} at step {s['best']['step']}",
+        f"run folder     {s['run_dir']}",
+        f"best weights   {s['best_checkpoint']}",
+    ]
+    if "curves" in s:
+        lines.append(f"curves         {s['curves']}")
+    if "previews" in s:
+        lines.append(f"predictions    {s['previews']}")
+    return "\n".join(lines)

@@ -1,0 +1,190 @@
+"""The training loop (Section 4) as short functions over one small state.
+
+:func:`setup` builds what a run needs (:class:`Run`); :func:`train_one_epoch` runs
+the steps of one epoch (:func:`train_step`), validating (:func:`validate`) and saving
+(:func:`save`) on schedule; :func:`train` ties them together and writes the summary.
+Several processes under ``torchrun`` train one DistributedDataParallel model; a
+non-finite loss or the time budget stops all of them together.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from ..checkpoint import resolve_checkpoint, save_checkpoint
+from ..config import Config
+from ..errors import GcnsegError
+from ..evaluate import evaluate, write_previews
+from ..runtime import any_process, atomic_write_text
+from .log import pct
+from .loss import segmentation_loss
+from .sampling import EpochSampler, SeededSamples
+from .state import Run, set_batchnorm_eval, setup
+
+class TrainingError(GcnsegError):
+    """Training cannot go on (e.g. a non-finite loss)."""
+
+
+
+def save(run: Run, metrics: dict[str, Any] | None, is_best: bool) -> None:
+    """A checkpoint of the current step (main process): weights, sidecar, training state."""
+    if not run.is_main:
+        return
+    s, ds = run.state, run.train_set
+    meta = {
+        "config": run.cfg.to_dict(),
+        "num_classes": ds.num_classes,
+        "classes": list(ds.classes),
+        "palette": [list(c) for c in ds.palette],
+        "ignore_index": run.cfg.data.ignore_index,
+        "step": s.step,
+        "epoch": s.step / run.steps_per_epoch,
+        "metrics": metrics or {},
+    }
+    train_state = {
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "step": s.step,
+        "best": s.best,
+        "rng": torch.get_rng_state(),
+        "seconds": s.seconds(),
+    }
+    save_checkpoint(run.run_dir, run.model, meta, train_state, pointers=("last", "best") if is_best else ("last",))
+
+
+def _train_mode(run: Run) -> None:
+    run.model.train()
+    if run.cfg.train.freeze_bn:
+        set_batchnorm_eval(run.model)
+
+
+def validate(run: Run) -> dict[str, Any]:
+    """Score the model on the validation split, log it, keep the best, save a checkpoint."""
+    cfg = run.cfg
+    result = evaluate(run.model, run.val_set, cfg.eval, run.device, run.train_set.num_classes,
+                      cfg.data.ignore_index, show_progress=False, amp_dtype=run.amp_dtype)
+    s = run.state
+    run.log.write({"step": s.step, "split": "val", **{k: v for k, v in result.items() if isinstance(v, (int, float))}})
+    improved = result["miou"] is not None and result["miou"] > s.best["miou"]
+    if improved:
+        s.best = {"miou": result["miou"], "step": s.step}
+    save(run, result, improved)
+    _train_mode(run)
+    return result
+
+
+def train_step(run: Run, images: torch.Tensor, masks: torch.Tensor) -> float:
+    """One optimiser step on one batch; the loss (stops every process if it is not finite)."""
+    images = images.to(run.device, non_blocking=True)
+    masks = masks.to(run.device, non_blocking=True)
+    if run.cfg.train.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(run.device.type, dtype=run.amp_dtype) if run.amp_dtype is not None else nullcontext():
+        logits = run.ddp(images)
+    loss = segmentation_loss(logits, masks, run.cfg.data.ignore_index)  # float32, whatever the autocast dtype
+    if any_process(not bool(torch.isfinite(loss.detach())), loss.device):
+        where = run.run_dir / "last.json"
+        raise TrainingError(
+            f"loss is {loss.item()} at step {run.state.step + 1} (lr {run.scheduler.get_last_lr()[0]:.3g}); "
+            f"lower optim.lr; the last good checkpoint is {where if where.exists() else 'not written yet'}"
+        )
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    run.state.step += 1
+    return loss.item()
+
+
+def train_one_epoch(run: Run, bar: Any, deadline: float | None) -> bool:
+    """The steps left of the current epoch, with logging, validation and checkpoints on
+    schedule; True when the run is to stop (its schedule or its time is over)."""
+    cfg, t, s = run.cfg, run.cfg.train, run.state
+    epoch, offset = divmod(s.step, run.steps_per_epoch)
+    sampler = EpochSampler(len(run.train_set), t.batch_size, run.rank, run.world, t.seed, epoch, offset)
+    loader = DataLoader(SeededSamples(run.train_set), batch_size=t.batch_size, sampler=sampler,
+                        num_workers=cfg.data.workers, drop_last=True, pin_memory=run.device.type == "cuda",
+                        persistent_workers=False)
+    for images, masks in loader:
+        loss = train_step(run, images, masks)
+        s.seen += images.shape[0] * run.world
+        if run.is_main and (s.step % max(t.log_every, 1) == 0 or s.step == run.total):
+            now = time.perf_counter()
+            ips = s.seen / max(now - s.window_start, 1e-9)
+            s.seen, s.window_start = 0, now
+            lr = run.scheduler.get_last_lr()[0]
+            run.log.write({"step": s.step, "split": "train", "loss": loss, "lr": lr, "img_per_s": ips})
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", img_s=f"{ips:.1f}", refresh=False)
+        bar.update(1)
+        if t.val_every and s.step % t.val_every == 0 and s.step < run.total:
+            bar.write(f"step {s.step}: val mIoU {pct(validate(run)['miou'])}")
+        elif t.checkpoint_every and s.step % t.checkpoint_every == 0:
+            save(run, None, False)
+        out_of_time = deadline is not None and any_process(time.perf_counter() >= deadline, run.device)
+        if s.step >= run.total or out_of_time:
+            return True
+    return False
+
+
+def _finish(run: Run, final: dict[str, Any]) -> dict[str, Any]:
+    """The summary (also ``summary.json``), curves and previews of a finished run."""
+    s, main = run.state, run.is_main
+    summary: dict[str, Any] = {
+        "name": run.cfg.name,
+        "steps": s.step,
+        "train_seconds": round(s.seconds(), 1),
+        "final": {k: v for k, v in final.items() if k != "matrix"},
+        "best": s.best,
+        "run_dir": str(run.run_dir),
+        "last": str(resolve_checkpoint(run.run_dir, "last")) if main else None,
+        "best_checkpoint": str(resolve_checkpoint(run.run_dir, "best")) if main else None,
+    }
+    if main:
+        atomic_write_text(run.run_dir / "summary.json", json.dumps(summary, indent=2))
+        try:
+            from ..plots import plot_curves
+
+            plot_curves(run.run_dir / "metrics.jsonl", run.run_dir / "curves.png")
+            summary["curves"] = str(run.run_dir / "curves.png")
+        except Exception as e:  # a picture must never lose a finished run
+            print(f"gcnseg: warning: could not draw curves ({e})", file=sys.stderr)
+        if run.cfg.train.previews:
+            summary["previews"] = str(write_previews(run.model, run.val_set, run.run_dir / "previews",
+                                                     run.cfg.train.previews, run.device))
+    return summary
+
+
+def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Train as ``cfg`` says; returns the summary (also written to ``summary.json``)."""
+    from tqdm import tqdm
+
+    run = setup(cfg, resume)
+    s = run.state
+    bar = tqdm(total=run.total, initial=s.step, disable=not (run.is_main and show_progress), dynamic_ncols=True,
+               desc=cfg.name, unit="it", mininterval=1.0)
+    _train_mode(run)
+    s.started = s.window_start = time.perf_counter()
+    # train.max_minutes: a wall-clock budget over all sessions of the run (gcnseg ablate --budget 20m)
+    t = cfg.train
+    deadline = None if t.max_minutes is None else s.started + 60 * t.max_minutes - s.seconds_before
+    try:
+        while s.step < run.total and not train_one_epoch(run, bar, deadline):
+            pass
+        bar.close()
+        final = validate(run)
+    finally:
+        bar.close()
+        run.log.close()
+    summary = _finish(run, final)
+    if dist.is_initialized():
+        dist.barrier()
+    return summary

@@ -1,0 +1,173 @@
+"""What a run needs, built once (:func:`setup`), and the state that changes as it goes
+(:class:`TrainState`)."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checkpoint import load_train_state, load_weights, resolve_checkpoint
+from ..config import Config
+from ..data import TransformedDataset, build_dataset
+from ..errors import GcnsegError
+from ..models import build_model
+from ..runtime import atomic_write_text, init_distributed, resolve_device
+from .log import RunLog
+from .optim import build_optimizer, lr_factor
+from .sampling import EpochSampler
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}
+
+
+@dataclass
+class TrainState:
+    """What changes as a run goes on, and what a checkpoint saves of it."""
+
+    step: int = 0
+    best: dict[str, Any] = field(default_factory=lambda: {"miou": -1.0, "step": None})
+    seconds_before: float = 0.0  # training time of earlier sessions of a resumed run
+    started: float = field(default_factory=time.perf_counter)
+    seen: int = 0  # images since the last train log record, and when that record was
+    window_start: float = field(default_factory=time.perf_counter)
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
+
+
+@dataclass
+class Run:
+    """What :func:`setup` builds once: the model, its optimiser and data, where they run."""
+
+    cfg: Config
+    run_dir: Path
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    rank: int
+    world: int
+    train_set: TransformedDataset
+    val_set: TransformedDataset
+    model: nn.Module  # the bare model (saved, validated)
+    ddp: nn.Module  # what the steps call: the model, or DDP around it
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    steps_per_epoch: int
+    total: int
+    log: RunLog
+    state: TrainState
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def set_batchnorm_eval(model: nn.Module) -> None:
+    """BatchNorm in eval mode (``train.freeze_bn``: the paper trains with batch size 1)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _amp_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
+    dtype = AMP_DTYPES[cfg.train.amp]
+    if dtype == torch.float16 and device.type != "cuda":
+        raise GcnsegError(f"train.amp=fp16 needs a CUDA device (this run is on {device}); use train.amp=bf16 on a CPU")
+    return dtype
+
+
+def _warn_emulated_bf16(amp_dtype: torch.dtype | None, device: torch.device) -> None:
+    from ..optimize import native_bf16
+
+    if amp_dtype == torch.bfloat16 and device.type == "cpu" and not native_bf16():
+        print("warning: train.amp=bf16 on a CPU without native bf16 (AVX512-BF16/AMX): emulated, "
+              "likely slower than float32", file=sys.stderr)
+
+
+def _prepare_model(cfg: Config, num_classes: int, device: torch.device, world: int) -> nn.Module:
+    t = cfg.train
+    model = build_model(cfg.model, num_classes)
+    if t.init_from:
+        load_weights(model, resolve_checkpoint(t.init_from, prefer="best"))
+    if t.freeze_backbone:
+        # only the score heads, BR blocks and deconvolutions learn (the backbone's BatchNorm
+        # statistics still follow the data unless freeze_bn)
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+    if t.sync_bn and world > 1:
+        if device.type == "cpu":
+            raise GcnsegError("train.sync_bn: PyTorch's SyncBatchNorm needs GPUs; on CPU use train.freeze_bn=true or sync_bn=false")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    if t.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def setup(cfg: Config, resume: bool = False) -> Run:
+    """Everything a run needs, in an order that makes runs reproducible: the seed
+    first, then the data, the model, its optimiser, and a resumed run's state."""
+    t = cfg.train
+    device = resolve_device(t.device)
+    amp_dtype = _amp_dtype(cfg, device)
+    rank, world = init_distributed(device)
+    if rank == 0:
+        _warn_emulated_bf16(amp_dtype, device)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    _seed_everything(t.seed)
+
+    run_dir = Path(cfg.out_dir)
+    if not resume and (run_dir / "last.json").exists():  # every process refuses, none is left waiting
+        raise GcnsegError(f"{run_dir}: already holds a run; use --resume {run_dir} or another out_dir")
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+
+    train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)
+    val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
+    model = _prepare_model(cfg, train_set.num_classes, device, world)
+    optimizer = build_optimizer(cfg.optim, model)
+
+    steps_per_epoch = EpochSampler(len(train_set), t.batch_size, rank, world, t.seed, 0).steps()
+    if steps_per_epoch == 0:
+        raise GcnsegError(
+            f"data: {len(train_set)} training images are fewer than one global batch ({t.batch_size} x {world} processes)"
+        )
+    total = t.epochs * steps_per_epoch if t.epochs is not None else t.iterations
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg.optim, s, total))
+
+    state = TrainState()
+    if resume:
+        ckpt = resolve_checkpoint(run_dir, prefer="last")
+        load_weights(model, ckpt)
+        saved = load_train_state(ckpt)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state.step, state.best = int(saved["step"]), saved["best"]
+        torch.set_rng_state(saved["rng"])
+        state.seconds_before = float(saved.get("seconds", 0.0))
+
+    ddp = model
+    if world > 1:
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    # autocast on CUDA and, for bf16, on the CPU (oneDNN's native bf16 where the CPU has it)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    return Run(cfg, run_dir, device, amp_dtype, rank, world, train_set, val_set, model, ddp, optimizer, scheduler,
+               scaler, steps_per_epoch, total, RunLog(run_dir, rank == 0), state)
