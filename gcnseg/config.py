@@ -198,7 +198,15 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
 
 
 def _type_name(tp: Any) -> str:
-    return str(tp).replace("typing.", "")
+    """``int | list[int] | None`` -> ``int, list[int] or null``; a Literal's choices by name."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        names = [_type_name(a) for a in typing.get_args(tp)]
+        return ", ".join(names[:-1]) + " or " + names[-1]
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(tp)))
+    if tp is type(None):
+        return "null"
+    return str(tp).replace("typing.", "") if typing.get_origin(tp) else tp.__name__
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:

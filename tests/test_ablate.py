@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
+import gcnseg.ablate
 import gcnseg.train as train_mod
 import gcnseg.train.loop as loop
-from gcnseg.ablate import head_params, load_table, network_configs, parse_budget, table_path
+from gcnseg.ablate import head_params, load_table, network_configs, parse_budget, table_path, tables_dir
 from gcnseg.checkpoint import load_model
 from gcnseg.cli import main
 from gcnseg.errors import GcnsegError
@@ -63,6 +64,15 @@ def test_paper_tables():
             res5, heads = head_params(cfg, 21)
             assert res5 == pytest.approx(net.paper["head_params"], rel=0.01), net.name
             assert heads > res5
+
+
+def test_paper_tables_ship_inside_the_package():
+    folder = Path(gcnseg.ablate.__file__).parent / "tables"
+    assert tables_dir() == folder
+    assert sorted(p.name for p in folder.glob("*.yaml")) == [f"table{n}.yaml" for n in range(1, 6)] + ["voc.yaml"]
+    assert all(load_table(table_path(n)).base == folder / "voc.yaml" for n in range(1, 6))
+    with pytest.raises(GcnsegError, match="no table file for --table 6"):
+        table_path(6)
 
 
 def test_budget():

@@ -5,7 +5,8 @@ import json
 from gcnseg.cli import main
 
 
-def test_bench_reports_all_rows(tmp_path, capsys):
+def test_bench_smoke_reports_all_rows(tmp_path, capsys):
+    """A smoke test: every row is measured and reported (the ratios are tested below)."""
     out = tmp_path / "bench.json"
     assert main(["bench", "--size", "64", "--repeats", "1", "--warmup", "0", "--threads", "1",
                  "--skip", "memory", "--json", str(out)]) == 0
@@ -13,7 +14,6 @@ def test_bench_reports_all_rows(tmp_path, capsys):
     names = [r["name"] for r in result["inference"]["rows"]]
     assert names[:6] == ["resnet50 features (reference)", "GCNSeg-R50 eager", "GCNSeg-R50 optimised fp32",
                          "GCNSeg-R50 optimised (default)", "torchvision FCN-ResNet50", "torchvision DeepLabV3-ResNet50"]
-    assert result["inference"]["rows"][0]["ratio"] == 1.0
     assert all(r["ms"] > 0 for r in result["inference"]["rows"])
     assert result["inference"]["optimised_argmax_agreement"]["fp32"] >= 0.999
     from gcnseg.optimize import native_bf16

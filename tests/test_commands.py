@@ -9,23 +9,10 @@ from PIL import Image
 
 from gcnseg.checkpoint import load_model
 from gcnseg.cli import main
-from gcnseg.config import load_config
-from gcnseg.train import train
 
-TINY = [
-    "model.backbone=resnet18", "model.k=3",
-    "data.dataset=synthetic-shapes",
-    "data.options={size: 32, num_classes: 3, length: 8, eval_length: 3, seed: 3}",
-    "optim.name=adam", "optim.lr=0.001", "train.batch_size=2", "train.iterations=2",
-    "train.threads=1", "train.previews=1",
-]
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    run = tmp_path_factory.mktemp("cmd") / "run"
-    train(load_config(None, TINY + [f"out_dir={run}"]), show_progress=False)
-    return run
+@pytest.fixture
+def run_dir(trained_run):
+    return trained_run
 
 
 def test_eval_prints_table_and_writes_json(run_dir, tmp_path, capsys):

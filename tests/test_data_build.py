@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from test_data_fakes import make_coco, make_sbd, make_voc
+from fakes import make_coco, make_sbd, make_voc
 
 from gcnseg.config import DataConfig
 from gcnseg.data import DATASETS, build_dataset
@@ -62,7 +62,7 @@ def test_build_errors(tmp_path):
     with pytest.raises(DataError, match=r"synthetic-shapes: bad data.options \['colour'\]"):
         build_dataset(DataConfig(options={"colour": 1}), "train", True)
     with pytest.raises(DataError, match="cannot join VOC and Cityscapes"):
-        from test_data_fakes import make_cityscapes
+        from fakes import make_cityscapes
 
         make_voc(tmp_path, ["a"], ["b"])
         make_cityscapes(tmp_path, "train", ["x_0_0"])

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from test_data_fakes import make_camvid, save
+from fakes import make_camvid, save
 
 from gcnseg.data import DATASETS, CamVid
 from gcnseg.errors import DataError

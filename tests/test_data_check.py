@@ -1,7 +1,7 @@
 """``gcnseg data check``: every bad file of a split at once, with counts; exit 1 / 0 / 2."""
 
 import numpy as np
-from test_data_fakes import make_camvid, make_folder, save
+from fakes import make_camvid, make_folder, save
 
 from gcnseg.cli import main
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torchvision
-from test_data_fakes import make_cityscapes, save
+from fakes import make_cityscapes, save
 
 from gcnseg.config import DataConfig
 from gcnseg.data import DATASETS, Cityscapes, build_dataset

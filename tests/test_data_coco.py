@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from test_data_fakes import make_coco, rgb, save
+from fakes import make_coco, rgb, save
 
 from gcnseg.data import COCOVOC, DATASETS
 from gcnseg.data.coco import COCO_TO_VOC

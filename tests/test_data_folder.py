@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from PIL import Image
-from test_data_fakes import make_folder, save
+from fakes import make_folder, save
 
 from gcnseg.data import DATASETS, Folder
 from gcnseg.errors import DataError

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 from scipy.ndimage import maximum_filter, minimum_filter
-from test_data_fakes import blocks, make_folder
+from fakes import blocks, make_folder
 
 from gcnseg.config import DataConfig
 from gcnseg.data import build_dataset, build_transforms

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torchvision
-from test_data_fakes import make_sbd, make_voc, save_sbd_mat
+from fakes import make_sbd, make_voc, save_sbd_mat
 
 from gcnseg.data import DATASETS, VOC, VOCAug
 from gcnseg.data.voc import VOC_CLASSES

@@ -224,3 +224,32 @@ def test_strip_conv_fast_paths_only_for_its_own_geometry(conv_kernels):
     assert conv_kernels[-2:] == [(1, 3), (1, 15)]  # tap groups, then the reference
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), ref.float(), rtol=2e-2, atol=2e-2)
+
+
+def test_fast_kernels_switch_read_once_and_plain_kernels(conv_kernels):
+    """One switch (GCNSEG_FAST_KERNELS, read at import) sets each strip's ``fast``;
+    plain_kernels turns the fast paths off on one model and restores them."""
+    import subprocess
+    import sys
+
+    from gcnseg.models import GCNSeg, plain_kernels
+    from gcnseg.models.kernels import StripConv, use_fast_kernels
+
+    assert use_fast_kernels() and StripConv(3, 2, 15, vertical=True).fast
+    code = "from gcnseg.models.kernels import StripConv as S; print(S(3, 2, 15, vertical=True).fast)"
+    env = {**__import__("os").environ, "GCNSEG_FAST_KERNELS": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    model = GCNSeg(3, "resnet18", k=15, br=False).eval()
+    strips = [m for m in model.modules() if isinstance(m, StripConv)]
+    assert len(strips) == 8
+    with torch.no_grad(), plain_kernels(model):
+        assert not any(m.fast for m in strips)
+        conv_kernels.clear()
+        model(torch.randn(1, 3, 64, 64))
+        assert (3, 1) not in conv_kernels and (1, 3) not in conv_kernels  # no tap groups
+    assert all(m.fast for m in strips)
+    with torch.no_grad():
+        conv_kernels.clear()
+        model(torch.randn(1, 3, 64, 64))
+    assert (3, 1) in conv_kernels  # the fast path again

@@ -4,6 +4,7 @@ deconvolution, the nine BR blocks, gradients."""
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from gcnseg.models import BoundaryRefine, Deconv2x, GCNSeg, bilinear_kernel
 
@@ -93,3 +94,49 @@ def test_resnet50_gcn_as_segmentation_backbone_gets_gradients():
     model = GCNSeg(2, backbone="resnet50_gcn", k=3, br=False)
     model(torch.randn(2, 3, 64, 64)).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+class _TinyEncoder(nn.Module):
+    """The encoder contract and nothing else: four maps at strides 4..32 and their channels."""
+
+    channels = (8, 16, 24, 32)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(cin, cout, 3, stride=s, padding=1) for cin, cout, s in
+                                   zip((3, 8, 16, 24), self.channels, (4, 2, 2, 2)))
+
+    def forward(self, x):
+        feats = []
+        for conv in self.convs:
+            x = conv(x)
+            feats.append(x)
+        return feats
+
+
+def test_gcnseg_takes_any_encoder_module():
+    model = GCNSeg(5, _TinyEncoder(), k=[7, 5, 3, 3]).eval()
+    assert [h.left[0].in_channels for h in model.heads] == [8, 16, 24, 32]
+    assert model(torch.randn(2, 3, 64, 96)).shape == (2, 5, 64, 96)
+    assert model(torch.randn(1, 3, 61, 67)).shape == (1, 5, 61, 67)
+    with pytest.raises(ValueError, match="weights name the weights of a backbone given by name"):
+        GCNSeg(5, _TinyEncoder(), weights="DEFAULT")
+    bad = _TinyEncoder()
+    bad.channels = (8, 16, 24)
+    with pytest.raises(ValueError, match="'channels' attribute of four positive ints"):
+        GCNSeg(5, bad)
+    with pytest.raises(ValueError, match="'channels' attribute"):
+        GCNSeg(5, nn.Conv2d(3, 8, 3))
+
+
+def test_build_model_is_the_config_s_network():
+    from gcnseg.config import ModelConfig
+    from gcnseg.models import build_model
+
+    cfg = ModelConfig(backbone="resnet18", head="stack", k=[3, 5, 5, 3], br=False, upsample="bilinear", m=8)
+    model = build_model(cfg, 4)
+    ref = GCNSeg(4, "resnet18", head="stack", k=[3, 5, 5, 3], br=False, upsample="bilinear", m=8)
+    assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == \
+           [(k, tuple(v.shape)) for k, v in ref.state_dict().items()]
+    with pytest.raises(TypeError):  # the options are keyword arguments
+        GCNSeg(4, "resnet18", "gcn", 15)

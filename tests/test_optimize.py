@@ -50,20 +50,11 @@ def test_fp32_path_agrees_with_eager(backbone):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A small network trained a little on synthetic-shapes (scores with margins, as in use)."""
+def trained(trained_run):
+    """The suite's small trained network (scores with margins, as in use)."""
     from gcnseg.checkpoint import load_model
-    from gcnseg.config import load_config
-    from gcnseg.train import train
 
-    run = tmp_path_factory.mktemp("opt") / "run"
-    cfg = load_config(None, [
-        "model.backbone=resnet18", "model.k=7", "data.dataset=synthetic-shapes",
-        "data.options={size: 64, num_classes: 3, length: 64, eval_length: 2}",
-        "optim.name=adam", "optim.lr=0.001", "train.batch_size=8", "train.iterations=25",
-        "train.previews=0", "train.threads=1", f"out_dir={run}"])
-    train(cfg, show_progress=False)
-    model, cfg, _ = load_model(run)
+    model, cfg, _ = load_model(trained_run)
     return model
 
 
@@ -111,3 +102,30 @@ def test_fold_counts_and_needs_eval_mode():
     assert fold_batchnorm(model) == resnet18_bns
     with pytest.raises(ValueError, match="eval mode"):
         fold_batchnorm(GCNSeg(3, backbone="resnet18", k=3).train())
+
+
+def test_bf16_reader_converts_the_parts_a_head_declares():
+    """The optimised path runs in bf16 what a head declares as its feature readers, and
+    hands float32 on; a head that declares none gets float32 input and stays float32."""
+    from gcnseg.models import GlobalConv
+    from gcnseg.optimize import bf16_reader
+
+    class Head(nn.Module):
+        feature_readers = ("wide",)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.wide, self.narrow = nn.Conv2d(8, 3, 1), nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            return self.narrow(self.wide(x))
+
+    x = torch.randn(1, 8, 4, 4).to(torch.bfloat16)
+    head = bf16_reader(Head())
+    assert head(x).dtype == torch.float32
+    assert head.wide[0].weight.dtype == torch.bfloat16 and head.narrow.weight.dtype == torch.float32
+    plain = bf16_reader(nn.Conv2d(8, 3, 1))
+    assert plain(x).dtype == torch.float32 and plain[1].weight.dtype == torch.float32
+    gcn = bf16_reader(GlobalConv(8, 3, 15))
+    assert [gcn.get_submodule(n)[0].weight.dtype for n in GlobalConv.feature_readers] == [torch.bfloat16] * 2
+    assert gcn.left[1].weight.dtype == gcn.right[1].weight.dtype == torch.float32 and gcn(x).dtype == torch.float32

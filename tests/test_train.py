@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fakes import TRAINED_RUN
 from safetensors.torch import load_file
 
 import gcnseg.train.loop as loop
@@ -95,9 +96,8 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, capsys
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
 
 
-def test_existing_run_is_not_overwritten(tmp_path, capsys):
-    run = tmp_path / "run"
-    train(tiny(run, "train.iterations=2", "train.previews=0"), show_progress=False)
+def test_existing_run_is_not_overwritten(trained_run_copy, capsys):
+    run = trained_run_copy
     before = (run / "last.json").read_text()
     code = main(["train", *TINY, f"out_dir={run}", "train.iterations=2", "--no-progress"])
     assert code == 2
@@ -117,12 +117,12 @@ def test_bad_config_is_one_line_naming_the_file(tmp_path, capsys):
     assert "--resume takes the folder of an earlier run" in capsys.readouterr().err
 
 
-def test_init_from_previous_stage(tmp_path):
-    stage1 = tmp_path / "s1"
-    train(tiny(stage1, "train.iterations=2", "train.previews=0"), show_progress=False)
+def test_init_from_previous_stage(trained_run, tmp_path):
+    stage1 = trained_run
     stage2 = tmp_path / "s2"
     # zero iterations of stage 2: the weights are exactly those of stage 1
-    train(tiny(stage2, "train.iterations=0", f"train.init_from={stage1}", "train.previews=0"), show_progress=False)
+    train(load_config(None, TRAINED_RUN + ["train.iterations=0", f"train.init_from={stage1}", "train.previews=0",
+                                           f"out_dir={stage2}"]), show_progress=False)
     a = load_file(str(resolve_checkpoint(stage1, "best") / "model.safetensors"))
     b = load_file(str(resolve_checkpoint(stage2, "last") / "model.safetensors"))
     for k in a:
@@ -134,7 +134,8 @@ def test_repo_configs_are_valid():
     files = sorted(p for p in root.glob("*.yaml"))
     assert {"demo.yaml", "camvid.yaml", "voc_stage1.yaml", "voc_stage2.yaml", "voc_stage3.yaml",
             "cityscapes_stage1.yaml", "cityscapes_stage2.yaml"} <= {p.name for p in files}
-    for p in files + [root / "ablations" / "voc.yaml"]:
+    shipped = root.parent / "gcnseg" / "ablate" / "tables" / "voc.yaml"  # the base config of the paper tables
+    for p in files + [shipped, root / "ablations" / "camvid.yaml"]:
         cfg = load_config(p)
         assert cfg.name and cfg.out_dir
     assert load_config(root / "cityscapes_stage1.yaml").model.k == 25

@@ -8,7 +8,7 @@ Cityscapes, CamVid, a generic folder dataset and the embedded ``synthetic-shapes
 from __future__ import annotations
 
 from .base import FileSegmentation, SegmentationDataset, color_map
-from .build import ConcatSegmentation, TransformedDataset, build_dataset, open_dataset
+from .build import DATASETS, ConcatSegmentation, TransformedDataset, build_dataset, open_dataset
 from .camvid import CamVid
 from .cityscapes import Cityscapes
 from .coco import COCOVOC
@@ -17,16 +17,6 @@ from .io import IGNORE_INDEX, read_image, read_mask
 from .synthetic import SyntheticShapes
 from .transforms import build_transforms
 from .voc import VOC, VOCAug
-
-DATASETS: dict[str, type[SegmentationDataset]] = {
-    "voc": VOC,
-    "voc_aug": VOCAug,
-    "coco_voc": COCOVOC,
-    "cityscapes": Cityscapes,
-    "camvid": CamVid,
-    "folder": Folder,
-    "synthetic-shapes": SyntheticShapes,
-}
 
 __all__ = [
     "COCOVOC",

@@ -32,7 +32,24 @@ from torch.utils.data import ConcatDataset, Dataset
 from ..config import DataConfig
 from ..errors import DataError
 from .base import SegmentationDataset
+from .camvid import CamVid
+from .cityscapes import Cityscapes
+from .coco import COCOVOC
+from .folder import Folder
+from .synthetic import SyntheticShapes
 from .transforms import build_transforms
+from .voc import VOC, VOCAug
+
+# dataset name -> its class, opened as DATASETS[name](root, split, **options)
+DATASETS: dict[str, type[SegmentationDataset]] = {
+    "voc": VOC,
+    "voc_aug": VOCAug,
+    "coco_voc": COCOVOC,
+    "cityscapes": Cityscapes,
+    "camvid": CamVid,
+    "folder": Folder,
+    "synthetic-shapes": SyntheticShapes,
+}
 
 
 class ConcatSegmentation(SegmentationDataset):
@@ -102,8 +119,6 @@ class TransformedDataset(Dataset):
 
 def dataset_options(cfg: DataConfig, name: str) -> tuple[str | None, dict[str, Any]]:
     """``(root, constructor options)`` of the part ``name`` of ``cfg.dataset``."""
-    from . import DATASETS
-
     opts = {k: v for k, v in cfg.options.items() if not (k in DATASETS and isinstance(v, dict))}
     opts.update(cfg.options.get(name, {}) if isinstance(cfg.options.get(name), dict) else {})
     root = opts.pop("root", cfg.root)
@@ -112,8 +127,6 @@ def dataset_options(cfg: DataConfig, name: str) -> tuple[str | None, dict[str, A
 
 def open_dataset(cfg: DataConfig, split: str) -> SegmentationDataset:
     """The raw dataset(s) of ``cfg.dataset`` and ``split`` (``+`` joins, see module docstring)."""
-    from . import DATASETS
-
     parts = []
     for name in cfg.dataset.split("+"):
         name = name.strip()

@@ -1,4 +1,5 @@
-"""Helpers (no tests): tiny datasets written in each real on-disk layout under a tmp folder."""
+"""Test helpers (no tests): tiny datasets written in each real on-disk layout under a tmp
+folder, and the settings of the suite's one shared trained run (``conftest.trained_run``)."""
 
 from __future__ import annotations
 
@@ -184,3 +185,13 @@ def make_coco(root: Path, split: str = "train2017") -> dict[str, np.ndarray]:
     c[car] = 7
     c[crowd] = 255
     return {"a": a, "c": c}
+
+
+# The suite's one trained run: a ResNet-18 GCN (k=7, BR) trained 25 steps on 64x64
+# synthetic-shapes, enough for scores with margins (as in use); 3 classes, 3 val images.
+TRAINED_RUN = [
+    "model.backbone=resnet18", "model.k=7", "data.dataset=synthetic-shapes",
+    "data.options={size: 64, num_classes: 3, length: 64, eval_length: 3, seed: 3}",
+    "optim.name=adam", "optim.lr=0.001", "train.batch_size=8", "train.iterations=25",
+    "train.previews=1", "train.threads=1",
+]
