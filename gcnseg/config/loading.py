@@ -1,146 +1,19 @@
-"""One typed configuration flowing from the CLI to training, evaluation and prediction.
-
-A :class:`Config` is read from YAML (``yaml.safe_load`` only), overridden by
-``section.key=value`` arguments from the command line (:func:`apply_overrides`; every
-command takes them, and its flags are shorthands for them), checked against the
-dataclass types when it is loaded (``Literal`` fields name their choices), and saved
-into each run folder.
-"""
+"""Reading, checking and overriding a :class:`~gcnseg.config.Config`: YAML through
+``yaml.safe_load`` only, every value checked against the dataclass types (a bad one
+is one line naming the source and the key), ``section.key=value`` overrides."""
 
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from .errors import GcnsegError
-
-
-class ConfigError(GcnsegError, ValueError):
-    """A configuration file or override is invalid."""
-
-
-# the choices of the enum-like fields (the models and the loop check the same names)
-Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_gcn"]
-Head = Literal["gcn", "conv1x1", "convkxk", "stack"]
-Upsample = Literal["deconv", "bilinear"]
-Optimizer = Literal["sgd", "adam", "adamw"]
-Schedule = Literal["poly", "constant"]
-Amp = Literal["bf16", "fp16"]
-
-# keys that run folders written by earlier versions may hold; dropped when they are read
-RETIRED_KEYS = {"eval.batch_size"}
-
-
-@dataclass
-class ModelConfig:
-    """The network of Fig. 2A (see :class:`gcnseg.models.GCNSeg`)."""
-
-    backbone: Backbone = "resnet50"
-    head: Head = "gcn"
-    k: int | list[int] = 15
-    br: bool = True
-    upsample: Upsample = "deconv"
-    weights: str | None = None  # "DEFAULT", a torchvision enum name, or a file
-    m: int | None = None  # width of "stack" heads (Table 4)
-
-
-@dataclass
-class DataConfig:
-    """Dataset and the joint image/mask transforms (Section 4)."""
-
-    dataset: str = "synthetic-shapes"
-    root: str | None = None
-    train_split: str = "train"
-    val_split: str = "val"
-    # Training transforms: random scale, flip, pad (image with the mean, mask with
-    # ignore), random crop to crop_size. None disables a step.
-    scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
-    flip: bool = True
-    crop_size: int | list[int] | None = None
-    pad_size: int | list[int] | None = None
-    # Evaluation: resize the shorter side (None keeps the original size).
-    eval_size: int | list[int] | None = None
-    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
-    ignore_index: int = 255
-    workers: int = 0
-    # Options passed to the dataset constructor (e.g. synthetic-shapes size).
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class OptimConfig:
-    """Optimiser and schedule; the paper's default is SGD, momentum 0.99, wd 5e-4 (Section 4)."""
-
-    name: Optimizer = "sgd"
-    lr: float = 1e-10
-    momentum: float = 0.99
-    weight_decay: float = 5e-4
-    schedule: Schedule = "poly"
-    power: float = 0.9
-    warmup_iters: int = 0
-
-
-@dataclass
-class TrainConfig:
-    """The training loop."""
-
-    batch_size: int = 1
-    iterations: int = 1000  # used when epochs is None
-    epochs: int | None = None
-    val_every: int = 0  # steps; 0 = only at the end
-    log_every: int = 10
-    checkpoint_every: int = 0  # steps; 0 = only at validation and at the end
-    seed: int = 0
-    deterministic: bool = False
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: Amp | None = None  # bf16 (CUDA or CPU) | fp16 (CUDA)
-    channels_last: bool = False
-    sync_bn: bool = False
-    freeze_bn: bool = False  # BatchNorm in eval mode (the paper trains with batch size 1)
-    freeze_backbone: bool = False  # backbone weights stay as initialised or loaded; heads and decoder learn
-    init_from: str | None = None  # checkpoint of a previous stage
-    threads: int | None = None  # torch intra-op threads on CPU
-    previews: int = 8  # validation images drawn as pictures at the end of training
-    max_minutes: float | None = None  # stop cleanly (validate, save) after this much training time
-
-
-@dataclass
-class EvalConfig:
-    """Evaluation and test-time methods (Section 4, Tables 5, 7, 9)."""
-
-    scales: list[float] = field(default_factory=lambda: [1.0])
-    flip: bool = False
-    crf: bool = False
-    boundary_width: int = 7
-    tile: int | list[int] | None = None  # sliding window size; None = whole image
-    tile_overlap: float = 1 / 3
-    pad_size: int | list[int] | None = None  # pad inputs to this size (Section 4.1: 512)
-
-
-@dataclass
-class Config:
-    """Everything a run needs. ``out_dir`` holds config, logs and checkpoints."""
-
-    name: str = "run"
-    out_dir: str = "runs/run"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+from .schema import RETIRED_KEYS, Config, ConfigError
 
 
 def _check_value(value: Any, tp: Any, where: str) -> Any:

@@ -1,0 +1,60 @@
+"""One typed configuration flowing from the CLI to training, evaluation and prediction.
+
+A :class:`Config` is read from YAML (``yaml.safe_load`` only), overridden by
+``section.key=value`` arguments from the command line (:func:`apply_overrides`; every
+command takes them, and its flags are shorthands for them), checked against the
+dataclass types when it is loaded (``Literal`` fields name their choices), and saved
+into each run folder.
+"""
+
+from .loading import (
+    apply_overrides,
+    config_from_dict,
+    flatten,
+    load_config,
+    merge,
+    parse_overrides,
+    split_overrides,
+    unflatten,
+)
+from .schema import (
+    RETIRED_KEYS,
+    Amp,
+    Backbone,
+    Config,
+    ConfigError,
+    DataConfig,
+    EvalConfig,
+    Head,
+    ModelConfig,
+    OptimConfig,
+    Optimizer,
+    Schedule,
+    TrainConfig,
+    Upsample,
+)
+
+__all__ = [
+    "RETIRED_KEYS",
+    "Amp",
+    "Backbone",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "Head",
+    "ModelConfig",
+    "OptimConfig",
+    "Optimizer",
+    "Schedule",
+    "TrainConfig",
+    "Upsample",
+    "apply_overrides",
+    "config_from_dict",
+    "flatten",
+    "load_config",
+    "merge",
+    "parse_overrides",
+    "split_overrides",
+    "unflatten",
+]
