@@ -39,9 +39,8 @@ def _band(t: np.ndarray, width: float) -> np.ndarray:
     per uint64 word): first the horizontal dilations ``H_w`` by ``[-w, w]`` for
     ``w = 0..width``, then the union over ``dy`` of ``H_{w(dy)}`` shifted by ``+-dy`` rows,
     where ``w(dy) = floor(sqrt(width^2 - dy^2))``. The same set as
-    ``distance_transform_edt(~edges) <= width``; on a 1024x2048 map here: 2 ms, against
-    6 ms on unpacked bools, 95 ms for ``binary_dilation`` with a disk and 195 ms for the
-    EDT. Padding bits past the row end act as pixels outside the image that are never
+    ``distance_transform_edt(~edges) <= width``, many times faster than it or than
+    ``binary_dilation`` (docs/performance.md). Padding bits past the row end act as pixels outside the image that are never
     edges, so they cannot add pixels, and are cut off when unpacking.
     """
     if t.ndim < 2:

@@ -82,7 +82,7 @@ class ConfusionMatrix:
         if tmin >= 0 and (ign is None or ign >= c) and max(tmax + 1, c) * c <= 2**20:
             # Fast path (the usual ignore 255): bincount t*C+p over (tmax+1)*C bins. Bins past
             # C*C are rows of labels >= C: the ignore row is dropped, any other is an error.
-            # The smallest integer type that holds the indices makes it ~2x faster.
+            # The smallest integer type that holds the indices (fewer bytes to pass over).
             top = max(tmax + 1, c) * c
             idx = t.astype(np.int16 if top < 2**15 else np.int32)
             idx *= c
