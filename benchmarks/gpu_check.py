@@ -72,7 +72,8 @@ def check_cuda_equals_cpu() -> None:
           f"argmax agreement {100 * agree:.3f}%, optimised path ({opt.backbone_dtype}) {100 * agree_opt:.3f}%")
     assert gpu.shape == cpu.shape == (2, 5, 96, 128)
     assert diff < 1e-3 * max(1.0, cpu.abs().max().item()), diff
-    assert agree >= 0.999 and agree_opt >= 0.999
+    assert agree >= 0.999, agree
+    assert agree_opt >= 0.999, agree_opt
     assert opt.backbone_dtype == torch.float32
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32  # PyTorch's defaults back
 

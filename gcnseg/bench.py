@@ -27,8 +27,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -183,7 +184,7 @@ def bench_metrics(repeats: int, num_classes: int = 19, size: tuple[int, int] = (
     out = {}
     for name, width in (("confusion matrix", None), ("confusion matrix + boundary band", 7)):
         m = SegMetrics(num_classes, 255, width)
-        t = _median_times({"m": lambda: m.update(pred_t, target_t)}, repeats, 1)["m"]
+        t = _median_times({"m": lambda m=m: m.update(pred_t, target_t)}, repeats, 1)["m"]
         out[name] = h * w / t / 1e6
     return {"mpx_per_s": out}
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import GcnsegError
 
-__all__ = ["dense_crf", "require_crf", "CRF_INSTALL_HINT"]
+__all__ = ["CRF_INSTALL_HINT", "dense_crf", "require_crf"]
 
 CRF_INSTALL_HINT = "dense CRF needs pydensecrf2: pip install 'gcnseg[crf]'"
 

@@ -13,7 +13,7 @@ put it in ``eval()`` mode first.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -19,11 +19,11 @@ internals. Measured speeds and agreement: ``docs/performance.md``.
 from __future__ import annotations
 
 import copy
+import itertools
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-
 
 
 def fold_batchnorm(model: nn.Module) -> int:
@@ -37,7 +37,7 @@ def fold_batchnorm(model: nn.Module) -> int:
     for parent in list(model.modules()):
         if isinstance(parent, nn.Sequential):
             names = list(parent._modules)
-            for a, b in zip(names, names[1:]):
+            for a, b in itertools.pairwise(names):
                 conv, bn = parent._modules[a], parent._modules[b]
                 if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                     parent._modules[a] = fuse_conv_bn_eval(conv, bn)

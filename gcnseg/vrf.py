@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -114,7 +115,7 @@ def draw_vrf(rgb: np.ndarray, vrf: np.ndarray, point: tuple[int, int], stats: di
 def parse_point(text: str, width: int, height: int) -> tuple[int, int]:
     """``"X,Y"`` in image pixels, checked against the image size."""
     try:
-        x, y = (int(round(float(v))) for v in text.split(","))
+        x, y = (round(float(v)) for v in text.split(","))
     except ValueError:
         raise GcnsegError(f"--point {text}: expected X,Y in image pixels, e.g. 120,80") from None
     if not (0 <= x < width and 0 <= y < height):

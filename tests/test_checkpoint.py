@@ -31,5 +31,5 @@ def test_saving_the_same_step_again_never_removes_the_pointed_checkpoint(tmp_pat
 @pytest.mark.parametrize("text", ['["step-0000001"]', '{"path": 3}', '"x"'])
 def test_malformed_pointer_is_a_one_line_error_naming_it(tmp_path, text):
     (tmp_path / "last.json").write_text(text)
-    with pytest.raises(ck.CheckpointError, match="last.json: not a checkpoint pointer"):
+    with pytest.raises(ck.CheckpointError, match=r"last\.json: not a checkpoint pointer"):
         ck.resolve_checkpoint(tmp_path, "last")

@@ -10,6 +10,7 @@ from PIL import Image
 from gcnseg.checkpoint import load_model
 from gcnseg.cli import main
 
+
 @pytest.fixture
 def run_dir(trained_run):
     return trained_run

@@ -10,7 +10,7 @@ from gcnseg.cli import main
 from gcnseg.config import ConfigError, apply_overrides, load_config, split_overrides
 
 
-@pytest.mark.parametrize("override, key", [
+@pytest.mark.parametrize(("override", "key"), [
     ("model.head=fcn", "model.head"), ("model.backbone=vgg16", "model.backbone"),
     ("model.upsample=nearest", "model.upsample"), ("optim.name=rmsprop", "optim.name"),
     ("optim.schedule=cosine", "optim.schedule"), ("train.amp=fp8", "train.amp"),
@@ -28,7 +28,7 @@ def test_enum_fields_accept_their_choices():
     cfg = load_config(None, ["model.head=stack", "model.upsample=bilinear", "optim.name=adamw", "train.amp=bf16",
                              "train.amp=null"])
     assert (cfg.model.head, cfg.model.upsample, cfg.optim.name, cfg.train.amp) == ("stack", "bilinear", "adamw", None)
-    with pytest.raises(ConfigError, match="model.br: expected true or false"):
+    with pytest.raises(ConfigError, match=r"model\.br: expected true or false"):
         load_config(None, ["model.br=gcn"])
 
 
@@ -39,7 +39,7 @@ def test_apply_overrides_then_flags_one_checked_config():
     assert out.eval.crf is False and out.train.iterations == 5  # None: the flag was not given
     assert cfg.eval.flip is False  # the given config is not changed
     assert apply_overrides(cfg, [], {"eval.tile": None}) is cfg
-    with pytest.raises(ConfigError, match="eval.boundary_width: expected an integer"):
+    with pytest.raises(ConfigError, match=r"eval\.boundary_width: expected an integer"):
         apply_overrides(cfg, ["eval.boundary_width=wide"])
     # flags win over overrides of the same key (they are typed on the same command line, later)
     assert apply_overrides(cfg, ["eval.flip=false"], {"eval.flip": True}).eval.flip is True
@@ -63,7 +63,7 @@ def test_retired_key_of_an_old_run_folder_still_loads(trained_run_copy, capsys):
     saved = yaml.safe_load((run / "config.yaml").read_text())
     saved["eval"]["batch_size"] = 1
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
-    model, cfg, meta = load_model(run)
+    _model, cfg, meta = load_model(run)
     assert meta["config"]["eval"]["batch_size"] == 1 and not hasattr(cfg.eval, "batch_size")
     assert main(["train", "--resume", str(run), "--no-progress", "train.iterations=26", "train.previews=0"]) == 0
     assert "done: 26 steps" in capsys.readouterr().out

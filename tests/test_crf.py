@@ -59,7 +59,7 @@ def test_require_crf_passes_when_installed():
 
 
 def test_bad_shapes():
-    image, labels = _two_halves(8, 8)
+    image, _labels = _two_halves(8, 8)
     with pytest.raises(ValueError, match="uint8"):
         dense_crf(image.astype(np.float32), np.ones((2, 8, 8), np.float32) / 2)
     with pytest.raises(ValueError, match="probs"):
@@ -71,7 +71,7 @@ def test_missing_package_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
     with pytest.raises(GcnsegError, match=r"pip install 'gcnseg\[crf\]'"):
         require_crf()
-    image, labels = _two_halves(8, 8)
+    image, _labels = _two_halves(8, 8)
     with pytest.raises(GcnsegError) as e:
         dense_crf(image, np.ones((2, 8, 8), np.float32) / 2)
     assert str(e.value) == "dense CRF needs pydensecrf2: pip install 'gcnseg[crf]'"

@@ -61,11 +61,11 @@ def test_build_errors(tmp_path):
         build_dataset(DataConfig(dataset="kitti"), "train", True)
     with pytest.raises(DataError, match=r"synthetic-shapes: bad data.options \['colour'\]"):
         build_dataset(DataConfig(options={"colour": 1}), "train", True)
-    with pytest.raises(DataError, match="cannot join VOC and Cityscapes"):
-        from fakes import make_cityscapes
+    from fakes import make_cityscapes
 
-        make_voc(tmp_path, ["a"], ["b"])
-        make_cityscapes(tmp_path, "train", ["x_0_0"])
+    make_voc(tmp_path, ["a"], ["b"])
+    make_cityscapes(tmp_path, "train", ["x_0_0"])
+    with pytest.raises(DataError, match="cannot join VOC and Cityscapes"):
         build_dataset(DataConfig(dataset="voc+cityscapes", root=str(tmp_path)), "train", True)
     with pytest.raises(DataError, match=r"voc: no root given; expected a folder holding VOCdevkit/VOC2012"):
         build_dataset(DataConfig(dataset="voc"), "train", True)

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from PIL import Image
 from fakes import make_folder, save
+from PIL import Image
 
 from gcnseg.data import DATASETS, Folder
 from gcnseg.errors import DataError
@@ -33,7 +33,7 @@ def test_folder_converts_images_and_reads_16bit_masks(tmp_path):
     save(tmp_path / "masks" / "g.tif", m16)  # other mask extension, 16-bit
     ds = Folder(tmp_path)
     for i in range(3):
-        image, mask = ds.load(i)
+        image, _mask = ds.load(i)
         assert image.mode == "RGB" and image.size == (16, 16)
     assert np.array_equal(ds.load(0)[1], m16.astype(np.int64))
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from fakes import blocks, make_folder
 from PIL import Image
 from scipy.ndimage import maximum_filter, minimum_filter
-from fakes import blocks, make_folder
 
 from gcnseg.config import DataConfig
 from gcnseg.data import build_dataset, build_transforms

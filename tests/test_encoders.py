@@ -42,7 +42,7 @@ def test_arbitrary_pickle_is_never_unpickled(tmp_path):
 
     path = tmp_path / "evil.pth"
     path.write_bytes(pickle.dumps({"conv1.weight": Evil()}))
-    with pytest.raises(WeightsError, match="evil.pth: not a readable state dict"):
+    with pytest.raises(WeightsError, match=r"evil\.pth: not a readable state dict"):
         read_state_dict(path)
 
 
@@ -54,11 +54,11 @@ def test_wrong_architecture_file_is_named(tmp_path):
 
 
 def test_missing_and_corrupt_files(tmp_path):
-    with pytest.raises(WeightsError, match="nothere.pth: weights file not found"):
+    with pytest.raises(WeightsError, match=r"nothere\.pth: weights file not found"):
         build_encoder("resnet18", weights=tmp_path / "nothere.pth")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00garbage")
-    with pytest.raises(WeightsError, match="bad.safetensors: not a readable state dict"):
+    with pytest.raises(WeightsError, match=r"bad\.safetensors: not a readable state dict"):
         build_encoder("resnet18", weights=bad)
 
 

@@ -19,7 +19,7 @@ def n_params(m: nn.Module) -> int:
 def matches_paper(exact: int, paper_k: int) -> bool:
     return abs(exact / 1000 - paper_k) < 1
 
-@pytest.mark.parametrize("k, paper_k", [(3, 260), (5, 434), (7, 608), (9, 782)])
+@pytest.mark.parametrize(("k", "paper_k"), [(3, 260), (5, 434), (7, 608), (9, 782)])
 def test_gcn_params_table2(k, paper_k):
     head = build_head("gcn", 2048, 21, k)
     closed_form = 2 * (2048 * 21 * k + 21 * 21 * k)
@@ -27,7 +27,7 @@ def test_gcn_params_table2(k, paper_k):
     assert matches_paper(closed_form, paper_k)
 
 
-@pytest.mark.parametrize("k, paper_k", [(3, 387), (5, 1075), (7, 2107), (9, 3484)])
+@pytest.mark.parametrize(("k", "paper_k"), [(3, 387), (5, 1075), (7, 2107), (9, 3484)])
 def test_convkxk_params_table2(k, paper_k):
     head = build_head("convkxk", 2048, 21, k)
     assert n_params(head) == 2048 * 21 * k * k
@@ -35,7 +35,7 @@ def test_convkxk_params_table2(k, paper_k):
 
 
 # Table 4: k = 7 stacks of three 3x3 convolutions with m intermediate channels.
-@pytest.mark.parametrize("m, paper_k", [(2048, 75885), (1024, 28505), (210, 4307)])
+@pytest.mark.parametrize(("m", "paper_k"), [(2048, 75885), (1024, 28505), (210, 4307)])
 def test_stack_params_table4(m, paper_k):
     head = build_head("stack", 2048, 21, 7, m=m)
     closed_form = 9 * (2048 * m + m * m + m * 21)

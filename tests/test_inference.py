@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn as nn
@@ -46,8 +48,8 @@ def test_tile_starts():
     assert tile_starts(500, 1024, 1 / 3) == [0]
     starts = tile_starts(53, 16, 1 / 3)
     assert starts[0] == 0 and starts[-1] == 53 - 16
-    assert all(b - a <= 16 * (2 / 3) + 1e-9 for a, b in zip(starts, starts[1:]))  # overlap >= 1/3
-    with pytest.raises(ValueError):
+    assert all(b - a <= 16 * (2 / 3) + 1e-9 for a, b in itertools.pairwise(starts))  # overlap >= 1/3
+    with pytest.raises(ValueError, match=r"overlap must be in \[0, 1\)"):
         tile_starts(10, 4, 1.0)
 
 
@@ -145,11 +147,11 @@ def test_bad_arguments():
         predict_scores(model, image, num_classes=3)
     with pytest.raises(ValueError, match="logits"):
         predict_scores(nn.Conv2d(3, 2, 3), image)  # no padding: output smaller than input
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"image must be \[N, 3, H, W\]"):
         predict_scores(model, image[0])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="scales must not be empty"):
         predict_scores(model, image, scales=())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="overlap must be in"):
         predict_scores(model, image, tile=4, overlap=1.5)
 
 

@@ -272,7 +272,7 @@ def test_ignore_pixels_form_a_boundary_but_never_count():
     assert m.tolist()[0] == [False, True, True, False, False, True, True, False]
     uniform = np.full((5, 5), 2, np.uint8)
     assert not boundary_mask(uniform).any()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="boundary width must be >= 0"):
         boundary_mask(t, width=-1)
     with pytest.raises(ValueError, match="2 dimensions"):
         BoundaryAccuracy().update(np.zeros(4, np.uint8), np.zeros(4, np.uint8))
@@ -308,7 +308,7 @@ def test_segmetrics_one_dict_and_format():
     assert "square" in text and "87.50" in text and "n/a" in text
     assert "mIoU" in text and "boundary acc (width 2)" in text and "internal acc" in text
     assert "boundary_acc" not in SegMetrics(3, boundary_width=None).compute()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 class names for 3 classes"):
         format_metrics(r, class_names=["a"])
 
 

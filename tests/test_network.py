@@ -40,7 +40,7 @@ def test_nine_boundary_refine_blocks_and_no_br():
     assert sum(isinstance(m, BoundaryRefine) for m in plain.modules()) == 0
     # the only difference: 9 BR blocks of two 3x3 convs with bias over 21 channels
     per_br = 2 * (21 * 21 * 9 + 21)
-    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    n = lambda m: sum(p.numel() for p in m.parameters())
     assert n(model) - n(plain) == 9 * per_br
 
 

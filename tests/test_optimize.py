@@ -54,7 +54,7 @@ def trained(trained_run):
     """The suite's small trained network (scores with margins, as in use)."""
     from gcnseg.checkpoint import load_model
 
-    model, cfg, _ = load_model(trained_run)
+    model, _cfg, _ = load_model(trained_run)
     return model
 
 

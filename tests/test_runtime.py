@@ -34,10 +34,14 @@ def test_single_process_reductions():
 def test_atomic_path_all_or_nothing(tmp_path):
     target = tmp_path / "out.bin"
     atomic_write_text(target, "old")
-    with pytest.raises(RuntimeError, match="half-way"):
+
+    def killed_while_writing() -> None:
         with atomic_path(target) as tmp:
             tmp.write_text("half of the new")
             raise RuntimeError("killed half-way")
+
+    with pytest.raises(RuntimeError, match="half-way"):
+        killed_while_writing()
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
     with atomic_path(target) as tmp:
         assert tmp.parent == tmp_path and tmp.name.startswith(".out.bin.")

@@ -49,7 +49,7 @@ def test_run_folder_contents(tmp_path):
     meta = json.loads((ckpt / "model.json").read_text())
     assert meta["step"] == 4 and meta["num_classes"] == 3 and meta["classes"][0] == "background"
     assert "miou" in meta["metrics"] and meta["config"]["model"]["k"] == 3
-    model, cfg2, meta2 = load_model(run)
+    model, cfg2, _meta2 = load_model(run)
     assert cfg2.model.backbone == "resnet18" and not model.training
     assert 0.0 <= summary["final"]["miou"] <= 1.0 and summary["steps"] == 4
     # only the checkpoints that a pointer names are kept
@@ -189,7 +189,7 @@ def test_bf16_autocast_trains_on_cpu_and_fp16_is_refused(tmp_path, monkeypatch):
     assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("heads."))
 
     # refused before anything is written: a corrected rerun into the same folder is not blocked
-    with pytest.raises(Exception, match="train.amp=fp16 needs a CUDA device"):
+    with pytest.raises(Exception, match=r"train\.amp=fp16 needs a CUDA device"):
         train(tiny(tmp_path / "fp16", "train.iterations=1", "train.amp=fp16"), show_progress=False)
     assert not (tmp_path / "fp16").exists()
 

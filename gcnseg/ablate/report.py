@@ -52,7 +52,7 @@ def network_row(net: Network, cfg: Config, summary: dict[str, Any] | None, num_c
 def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s"
-    s = int(round(seconds))
+    s = round(seconds)
     return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
 
 

@@ -32,8 +32,8 @@ from .confusion import ConfusionMatrix, _labels
 from .report import format_metrics
 
 __all__ = [
-    "ConfusionMatrix",
     "BoundaryAccuracy",
+    "ConfusionMatrix",
     "SegMetrics",
     "boundary_mask",
     "format_metrics",

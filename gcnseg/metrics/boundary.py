@@ -17,7 +17,7 @@ from .confusion import _labels, _ratio
 def _disk_half_widths(width: float) -> list[int]:
     """``w[dy]`` = largest ``dx`` with ``dx^2 + dy^2 <= width^2``, for ``dy = 0..floor(width)``."""
     r2 = width * width
-    return [math.isqrt(int(math.floor(r2 - dy * dy + 1e-9))) for dy in range(int(math.floor(width + 1e-9)) + 1)]
+    return [math.isqrt(math.floor(r2 - dy * dy + 1e-9)) for dy in range(math.floor(width + 1e-9) + 1)]
 
 
 def _edges(t: np.ndarray) -> np.ndarray:

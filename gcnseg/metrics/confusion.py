@@ -28,9 +28,9 @@ def _labels(x: Any) -> np.ndarray:
     if a.itemsize == 1 or a.size == 0:
         return a
     lo, hi = int(a.min()), int(a.max())
-    if 0 <= lo and hi <= 255:
+    if lo >= 0 and hi <= 255:
         return a.astype(np.uint8)
-    if a.itemsize > 2 and -(2**15) <= lo and hi < 2**15:
+    if a.itemsize > 2 and lo >= -(2**15) and hi < 2**15:
         return a.astype(np.int16)
     return a
 

@@ -15,9 +15,9 @@ unpickled beyond tensors.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from collections.abc import Sequence
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 import torchvision

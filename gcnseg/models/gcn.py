@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -80,7 +82,7 @@ def conv_stack(in_channels: int, out_channels: int, k: int, m: int | None = None
     m = in_channels if m is None else m
     n = (k - 1) // 2
     widths = [in_channels] + [m] * (n - 1) + [out_channels]
-    return nn.Sequential(*(nn.Conv2d(a, b, 3, padding=1, bias=False) for a, b in zip(widths[:-1], widths[1:])))
+    return nn.Sequential(*(nn.Conv2d(a, b, 3, padding=1, bias=False) for a, b in itertools.pairwise(widths)))
 
 
 def build_head(kind: str, in_channels: int, num_classes: int, k: int = 15, m: int | None = None) -> nn.Module:

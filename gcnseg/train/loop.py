@@ -29,6 +29,7 @@ from .loss import segmentation_loss
 from .sampling import EpochSampler, SeededSamples
 from .state import Run, set_batchnorm_eval, setup
 
+
 class TrainingError(GcnsegError):
     """Training cannot go on (e.g. a non-finite loss)."""
 
