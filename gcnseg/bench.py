@@ -22,6 +22,7 @@ Rows (CPU, fp32 unless said otherwise):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
@@ -184,7 +185,7 @@ def bench_metrics(repeats: int, num_classes: int = 19, size: tuple[int, int] = (
     out = {}
     for name, width in (("confusion matrix", None), ("confusion matrix + boundary band", 7)):
         m = SegMetrics(num_classes, 255, width)
-        t = _median_times({"m": lambda m=m: m.update(pred_t, target_t)}, repeats, 1)["m"]
+        t = _median_times({"m": functools.partial(m.update, pred_t, target_t)}, repeats, 1)["m"]
         out[name] = h * w / t / 1e6
     return {"mpx_per_s": out}
 

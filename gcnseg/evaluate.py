@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from .config import EvalConfig
+from .data import TransformedDataset
 from .runtime import rank_world
 
 
@@ -29,7 +30,7 @@ def _denormalize(image: torch.Tensor, mean, std) -> np.ndarray:
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
-    dataset: Dataset,
+    dataset: TransformedDataset,
     cfg: EvalConfig,
     device: torch.device | str = "cpu",
     num_classes: int | None = None,
@@ -55,9 +56,11 @@ def evaluate(
     model.eval()
     rank, world = rank_world()
     metrics = SegMetrics(num_classes, ignore_index, cfg.boundary_width)
-    crf = None
+    crf: Callable[..., np.ndarray] | None = None
     if cfg.crf:
-        from .crf import dense_crf as crf
+        from .crf import dense_crf
+
+        crf = dense_crf
     indices = range(rank, len(dataset), world)
     for i in tqdm(indices, disable=not (show_progress and rank == 0), desc="eval", unit="img", mininterval=1.0):
         image, mask = dataset[i]
@@ -76,7 +79,7 @@ def evaluate(
 
 
 @torch.inference_mode()
-def write_previews(model: nn.Module, dataset: Dataset, out_dir: Path, n: int, device: torch.device | str = "cpu") -> Path:
+def write_previews(model: nn.Module, dataset: TransformedDataset, out_dir: Path, n: int, device: torch.device | str = "cpu") -> Path:
     """Side-by-side pictures (image | ground truth | prediction | overlay) of the first ``n`` images."""
     from .inference import predict_scores
     from .visualize import colorize, overlay, panel
@@ -88,14 +91,15 @@ def write_previews(model: nn.Module, dataset: Dataset, out_dir: Path, n: int, de
     palette = dataset.palette
     for i in range(min(n, len(dataset))):
         image, _ = dataset[i]
-        rgb, mask = dataset.load(i)
-        rgb = np.asarray(rgb.convert("RGB"))
+        picture, mask = dataset.load(i)
+        rgb = np.asarray(picture.convert("RGB"))
         pred = predict_scores(model, image[None].to(device)).argmax(1)[0].cpu().numpy()
         if pred.shape != mask.shape:  # evaluation resize: draw at the network's size
             from PIL import Image
 
-            rgb = np.asarray(Image.fromarray(rgb).resize(pred.shape[::-1], Image.BILINEAR))
-            mask = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(pred.shape[::-1], Image.NEAREST))
+            size = (pred.shape[1], pred.shape[0])
+            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
+            mask = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(size, Image.Resampling.NEAREST))
         pic = panel([rgb, colorize(mask, palette), colorize(pred, palette), overlay(rgb, pred, palette)],
                     ["image", "ground truth", "prediction", "overlay"])
         pic.save(out_dir / f"{i:03d}_{dataset.name(i)}.png")
@@ -179,19 +183,12 @@ def _jsonable(x):
     raise TypeError(type(x))
 
 
-class _Head(Dataset):
-    """The first ``n`` items of a dataset, keeping its attributes."""
+class _Head(TransformedDataset):
+    """The first ``n`` items of a dataset (``eval --limit``)."""
 
-    def __init__(self, dataset, n: int) -> None:
-        self.dataset, self.n = dataset, min(n, len(dataset))
+    def __init__(self, dataset: TransformedDataset, n: int) -> None:
+        super().__init__(dataset.base, dataset.transform, dataset.ignore_index)
+        self.n = min(n, len(dataset))
 
     def __len__(self) -> int:
         return self.n
-
-    def __getitem__(self, i):
-        return self.dataset[i]
-
-    def __getattr__(self, name):
-        if name == "dataset":  # not set yet (e.g. while unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.dataset, name)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,9 +46,9 @@ def fold_batchnorm(model: nn.Module) -> int:
                     folded += 1
         for name, bn in list(parent.named_children()):
             if isinstance(bn, nn.BatchNorm2d) and name.startswith("bn"):
-                conv = getattr(parent, "conv" + name[2:], None)
-                if isinstance(conv, nn.Conv2d):
-                    setattr(parent, "conv" + name[2:], fuse_conv_bn_eval(conv, bn))
+                partner = getattr(parent, "conv" + name[2:], None)
+                if isinstance(partner, nn.Conv2d):
+                    setattr(parent, "conv" + name[2:], fuse_conv_bn_eval(partner, bn))
                     setattr(parent, name, nn.Identity())
                     folded += 1
     return folded
@@ -106,7 +107,8 @@ class InferenceModel(nn.Module):
         if self.backbone_dtype == torch.float32 or not hasattr(self.model, "decode"):
             return self.model(x)
         # the heads were made bf16 readers (bf16_reader): they take the features as they come
-        return self.model.decode(self.model.backbone(x.to(self.backbone_dtype)), x.shape[-2:])
+        net: Any = self.model
+        return net.decode(net.backbone(x.to(self.backbone_dtype)), x.shape[-2:])
 
 
 def optimize_for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = True,
@@ -134,6 +136,7 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, channels_last
         # weights converted once (autocast would re-cast them on every call); only the
         # backbone and the heads' feature readers: more of the network in bf16 costs
         # argmax agreement (docs/performance.md)
-        model.backbone.to(dtype)
-        model.heads = nn.ModuleList(bf16_reader(h) for h in model.heads)
+        net: Any = model
+        net.backbone.to(dtype)
+        net.heads = nn.ModuleList(bf16_reader(h) for h in net.heads)
     return InferenceModel(model, channels_last, dtype).eval()

@@ -18,7 +18,8 @@ def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    train, val = [], []
+    train: list[dict[str, Any]] = []
+    val: list[dict[str, Any]] = []
     for line in Path(metrics_jsonl).read_text().splitlines():
         r = json.loads(line)
         (val if r.get("split") == "val" else train).append(r)

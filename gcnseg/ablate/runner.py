@@ -159,12 +159,13 @@ def ablate(table: Table, out: str | Path, config: str | Path | None = None, over
 
     for i, (net, cfg) in enumerate(zip(table.networks, configs)):
         print(f"[{i + 1}/{len(configs)}] {net.name} -> {cfg.out_dir}", flush=True)
-        status, summaries[i] = run_network(cfg, show_progress)
+        status, summary = run_network(cfg, show_progress)
+        summaries[i] = summary
         if num_classes is None:
             from ..checkpoint import read_meta, resolve_checkpoint
 
             num_classes = int(read_meta(resolve_checkpoint(cfg.out_dir, "last"))["num_classes"])
-        final = summaries[i]["final"]
+        final = summary["final"]
         print(f"[{i + 1}/{len(configs)}] {net.name}: {status}, " + ", ".join(
             f"{LABELS[c]} {100 * final[c]:.2f}" + (f" (paper {net.paper[c]:.1f})" if c in net.paper else "")
             for c in table.columns if c != "head_params" and isinstance(final.get(c), (int, float))), flush=True)

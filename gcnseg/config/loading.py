@@ -82,7 +82,7 @@ def _type_name(tp: Any) -> str:
     return str(tp).replace("typing.", "") if typing.get_origin(tp) else tp.__name__
 
 
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+def _build(cls: Any, data: dict[str, Any], where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
@@ -173,7 +173,8 @@ def split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
     """``(overrides, others)``: the items that are ``section.key=value`` for a section of
     :class:`Config` (or ``name=`` / ``out_dir=``), and the rest (e.g. input files)."""
     sections = {f.name for f in fields(Config)}
-    overrides, others = [], []
+    overrides: list[str] = []
+    others: list[str] = []
     for item in items:
         key = item.split("=", 1)[0]
         is_override = "=" in item and key.split(".", 1)[0] in sections and key.replace(".", "").replace("_", "").isalnum()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +72,8 @@ class FileSegmentation(SegmentationDataset):
     as missing. Subclasses may override :meth:`read_label` (e.g. to map label ids).
     """
 
-    def __init__(self, samples: list[tuple[Path, Path | None]]) -> None:
-        self.samples = samples
+    def __init__(self, samples: Sequence[tuple[Path, Path | None]]) -> None:
+        self.samples = list(samples)
 
     def __len__(self) -> int:
         return len(self.samples)

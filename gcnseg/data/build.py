@@ -41,7 +41,7 @@ from .transforms import build_transforms
 from .voc import VOC, VOCAug
 
 # dataset name -> its class, opened as DATASETS[name](root, split, **options)
-DATASETS: dict[str, type[SegmentationDataset]] = {
+DATASETS: dict[str, Callable[..., SegmentationDataset]] = {
     "voc": VOC,
     "voc_aug": VOCAug,
     "coco_voc": COCOVOC,

@@ -47,7 +47,8 @@ class CheckReport:
 
 def check_dataset(ds: SegmentationDataset) -> CheckReport:
     """Load every item of ``ds``; collect each ``DataError`` instead of stopping at the first."""
-    report = CheckReport(total=len(ds), pixels=np.zeros(ds.num_classes, dtype=np.int64))
+    pixels = np.zeros(ds.num_classes, dtype=np.int64)
+    report = CheckReport(total=len(ds), pixels=pixels)
     for i in range(len(ds)):
         try:
             _, mask = ds.load(i)
@@ -55,7 +56,7 @@ def check_dataset(ds: SegmentationDataset) -> CheckReport:
             report.errors.append(str(e))
             continue
         valid = mask != ds.ignore_index
-        report.pixels += np.bincount(mask[valid].ravel(), minlength=ds.num_classes)[: ds.num_classes]
+        pixels += np.bincount(mask[valid].ravel(), minlength=ds.num_classes)[: ds.num_classes]
         report.ignored += int((~valid).sum())
     return report
 

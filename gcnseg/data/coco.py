@@ -127,6 +127,7 @@ class COCOVOC(FileSegmentation):
     def load(self, index: int) -> tuple[Image.Image, np.ndarray]:
         index = self._index(index)
         image_path, ann_file = self.samples[index]
+        assert ann_file is not None  # every COCO sample has its annotation file
         image = read_image(image_path)
         mask = self.render(index)
         if mask.shape != (image.size[1], image.size[0]):

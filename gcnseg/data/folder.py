@@ -59,7 +59,7 @@ class Folder(FileSegmentation):
         self.classes = list(classes)
         if palette is not None and len(palette) != len(self.classes):
             raise DataError(f"folder: palette has {len(palette)} colours for {len(self.classes)} classes")
-        self.palette = [tuple(int(v) for v in c) for c in palette] if palette is not None else color_map(len(classes))
+        self.palette = [(int(c[0]), int(c[1]), int(c[2])) for c in palette] if palette is not None else color_map(len(classes))
 
         base = root
         stems: list[str] | None = None

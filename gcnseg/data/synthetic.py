@@ -37,7 +37,8 @@ SPLITS = {"train": 0, "val": 1, "test": 2}
 
 def ring_colors(n: int) -> list[tuple[int, int, int]]:
     """``n`` saturated, evenly spaced hues: the ring colour of each object class."""
-    return [tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(i / n, 1.0, 1.0)) for i in range(n)]
+    rgb = [colorsys.hsv_to_rgb(i / n, 1.0, 1.0) for i in range(n)]
+    return [(round(255 * r), round(255 * g), round(255 * b)) for r, g, b in rgb]
 
 
 class SyntheticShapes(SegmentationDataset):
@@ -140,13 +141,13 @@ class SyntheticShapes(SegmentationDataset):
         if self.placement == "slots":
             vertical = bool(rng.integers(2))
             slot = s / k
-            out = []
+            slots: list[tuple[float, float, float]] = []
             for j in range(k):
                 r = min(rng.uniform(*self.radius) * s, slot / 2)
                 along = rng.uniform(j * slot + r, (j + 1) * slot - r)
                 across = rng.uniform(r, s - r)
-                out.append((along, across, r) if vertical else (across, along, r))
-            return out
+                slots.append((along, across, r) if vertical else (across, along, r))
+            return slots
         out: list[tuple[float, float, float]] = []
         scale = 1.0
         while len(out) < k:

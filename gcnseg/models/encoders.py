@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torchvision
@@ -52,7 +52,7 @@ def check_encoder(encoder: nn.Module) -> tuple[int, int, int, int]:
             or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels)):
         raise ValueError(f"an encoder needs a 'channels' attribute of four positive ints (its maps at strides "
                          f"4, 8, 16, 32), got {channels!r} on {type(encoder).__name__}")
-    return tuple(channels)  # type: ignore[return-value]
+    return (channels[0], channels[1], channels[2], channels[3])
 
 
 class WeightsError(GcnsegError):
@@ -64,6 +64,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
+    state: Any
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -126,7 +127,7 @@ class ResNetFeatures(nn.Module):
     """A ResNet without its classifier, returning the res-2..res-5 feature maps
     (strides 4, 8, 16, 32; Fig. 2A)."""
 
-    def __init__(self, resnet: nn.Module, channels: tuple[int, int, int, int]) -> None:
+    def __init__(self, resnet: torchvision.models.ResNet, channels: tuple[int, int, int, int]) -> None:
         super().__init__()
         self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
         self.res2, self.res3, self.res4, self.res5 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4

@@ -29,7 +29,7 @@ def per_stage_k(k: int | Sequence[int]) -> tuple[int, int, int, int]:
     ks = (k,) * 4 if isinstance(k, int) else tuple(k)
     if len(ks) != 4:
         raise ValueError(f"k must be one odd int or four (res-2..res-5), got {k!r}")
-    return ks  # type: ignore[return-value]
+    return ks[0], ks[1], ks[2], ks[3]
 
 
 class GCNSeg(nn.Module):
