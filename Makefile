@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install -c constraints.txt
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test lint venv bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) -e .
 	touch $@
 
-# plus what the test suite needs (ONNX Runtime, pycocotools, torchmetrics, pydensecrf2, pytest)
+# plus what the test suite and the checks need (ONNX Runtime, pycocotools, torchmetrics, pydensecrf2,
+# pytest, ruff, mypy; the checks' versions pinned by constraints.txt)
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) -e '.[test]'
 	touch $@
@@ -28,8 +29,15 @@ demo: $(VENV)/.installed
 	$(BIN)/gcnseg eval --checkpoint runs/demo --json runs/demo/eval.json
 	@echo "demo: pictures of predictions in runs/demo/previews/, curves in runs/demo/curves.png"
 
-test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n 2 -q
+# lint, format and type checks (CONTRIBUTING in the README)
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# the checks, then the suite with its coverage (fails below the floor in pyproject.toml)
+test: lint
+	$(BIN)/python -m pytest -n 2 -q --cov --cov-report=term
 
 bench: $(VENV)/.installed
 	$(BIN)/gcnseg bench --json runs/bench.json
