@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .config import ModelConfig
+
 
 def _round_times(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, list[float]]:
     """Seconds per call of each function, ``repeats`` rounds, each round calling every function once."""
@@ -70,15 +72,19 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _gcnseg_r50() -> ModelConfig:
+    """The benchmarked network, spelled out: GCN k=15 + BR + deconvolution on ResNet-50."""
+    return ModelConfig(backbone="resnet50", head="gcn", k=15, br=True, upsample="deconv")
+
+
 def _inference_models(num_classes: int, device: str = "cpu") -> dict[str, nn.Module]:
     import torchvision
 
-    from .config import ModelConfig
     from .models import build_encoder, build_model
     from .optimize import optimize_for_inference
 
     # on its device before optimising: precision "auto" picks bf16 only for a model on the CPU
-    gcn = build_model(ModelConfig(), num_classes).eval().to(device)
+    gcn = build_model(_gcnseg_r50(), num_classes).eval().to(device)
     models: dict[str, nn.Module] = {
         "resnet50 features (reference)": build_encoder("resnet50").eval(),
         "GCNSeg-R50 eager": gcn,
@@ -133,14 +139,13 @@ def bench_train_step(size: int, repeats: int, warmup: int, num_classes: int = 21
     GPU: both the GCNSeg step and the reference under ``amp`` autocast (what
     ``train.amp`` does; fp16's GradScaler is left out, it costs a few element-wise ops).
     """
-    from .config import ModelConfig
     from .models import build_encoder, build_model
     from .optimize import native_bf16
     from .train.loss import segmentation_loss
 
     x = torch.randn(batch, 3, size, size, device=device)
     y = torch.randint(0, num_classes, (batch, size, size), device=device)
-    gcn = build_model(ModelConfig(), num_classes).train().to(device)
+    gcn = build_model(_gcnseg_r50(), num_classes).train().to(device)
     backbone = build_encoder("resnet50").train().to(device)
     opt_g = torch.optim.SGD(gcn.parameters(), lr=1e-6, momentum=0.99)
     opt_b = torch.optim.SGD(backbone.parameters(), lr=1e-6, momentum=0.99)
@@ -193,7 +198,7 @@ def bench_metrics(repeats: int, num_classes: int = 19, size: tuple[int, int] = (
 _PEAK_SCRIPT = """
 import sys, torch
 torch.set_num_threads(int(sys.argv[1]))
-from gcnseg.config import ModelConfig
+from gcnseg.bench import _gcnseg_r50
 from gcnseg.models import build_model
 from gcnseg.optimize import optimize_for_inference
 from gcnseg.inference import predict_scores
@@ -203,7 +208,7 @@ def status(key):
         if line.startswith(key):
             return int(line.split()[1]) * 1024
 
-model = optimize_for_inference(build_model(ModelConfig(), 19).eval())
+model = optimize_for_inference(build_model(_gcnseg_r50(), 19).eval())
 x = torch.randn(1, 3, 1024, 2048)
 loaded = status("VmRSS:")
 open("/proc/self/clear_refs", "w").write("5")  # restart the peak (VmHWM) from here

@@ -131,7 +131,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
-    from .config import apply_overrides
+    from .config import apply_overrides, given
     from .data import build_dataset
     from .errors import GcnsegError
     from .inference import DEFAULT_MS_SCALES
@@ -140,12 +140,12 @@ def run(args: argparse.Namespace) -> int:
 
     model, cfg, meta = load_model(args.checkpoint)
     tile = None if not args.tile else args.tile[0] if len(args.tile) == 1 else args.tile[:2]
-    cfg = apply_overrides(cfg, args.overrides, {
+    cfg = apply_overrides(cfg, args.overrides, given({
         "data.dataset": args.dataset, "data.root": args.root, "data.val_split": args.split,
         "eval.scales": args.scales or (list(DEFAULT_MS_SCALES) if args.ms else None),
         "eval.flip": args.flip or None, "eval.crf": args.crf or None, "eval.tile": tile,
         "eval.boundary_width": args.boundary_width,
-    })
+    }))
     e = cfg.eval
     if e.crf:
         from .crf import require_crf

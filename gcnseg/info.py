@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from typing import get_args
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .config import Backbone, Head, Upsample
 from .models import GCNSeg, plain_kernels
 
 # part of Fig. 2A -> attribute names of GCNSeg
@@ -67,12 +69,12 @@ def format_info(info: dict) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config whose model section is counted (default: GCN k=15 + BR on ResNet-50)")
     # shorthands for model.* overrides
-    p.add_argument("--backbone", help="model.backbone")
-    p.add_argument("--head", help="model.head: gcn, conv1x1, convkxk or stack")
+    p.add_argument("--backbone", help=f"model.backbone: {', '.join(get_args(Backbone))}")
+    p.add_argument("--head", help=f"model.head: {', '.join(get_args(Head))}")
     p.add_argument("--k", type=int, nargs="+", help="model.k: kernel size, one or four (res-2..res-5)")
     p.add_argument("--m", type=int, default=None, help="model.m: intermediate width of 'stack' heads")
     p.add_argument("--no-br", action="store_true", help="model.br=false: without Boundary Refinement (Table 1 networks)")
-    p.add_argument("--upsample", help="model.upsample: deconv or bilinear")
+    p.add_argument("--upsample", help=f"model.upsample: {' or '.join(get_args(Upsample))}")
     p.add_argument("--num-classes", type=int, default=21)
     p.add_argument("--size", type=int, nargs="+", default=[512], help="input size: S or H W")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -80,17 +82,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import apply_overrides, load_config
+    from .config import apply_overrides, given, load_config
     from .errors import GcnsegError
     from .models import build_model
 
     if (args.k and len(args.k) not in (1, 4)) or len(args.size) not in (1, 2):
         raise GcnsegError("--k takes one or four values, --size one or two")
     k = None if not args.k else args.k[0] if len(args.k) == 1 else args.k
-    cfg = apply_overrides(load_config(args.config), args.overrides, {
+    cfg = apply_overrides(load_config(args.config), args.overrides, given({
         "model.backbone": args.backbone, "model.head": args.head, "model.k": k, "model.m": args.m,
         "model.br": False if args.no_br else None, "model.upsample": args.upsample,
-    })
+    }))
     size = (args.size[0], args.size[-1])
     try:
         model = build_model(cfg.model, args.num_classes, pretrained=False)

@@ -48,17 +48,16 @@ def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
     return Path(out_png)
 
 
-def plot_table(table: Table, rows: list[dict[str, Any]], out_png: Path) -> Path:
+def plot_table(table: Table, rows: list[dict[str, Any]], out_png: Path, labels: dict[str, str]) -> Path:
     """One panel per column: the paper's values (left axis) and the measured ones (right
     axis, its own scale: another dataset or budget shifts the level, the trend is what compares);
-    head parameters share one log axis. ``rows``: :func:`gcnseg.ablate.report.network_row`."""
+    head parameters share one log axis. ``rows``: :func:`gcnseg.ablate.report.network_row`;
+    ``labels``: a column's title."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-
-    from .ablate.tables import LABELS
 
     cols = table.columns
     width = max(4.5, 0.7 * len(rows) + 2)
@@ -70,7 +69,7 @@ def plot_table(table: Table, rows: list[dict[str, Any]], out_png: Path) -> Path:
         measured = np.array([r["measured"].get(c, nan) for r in rows], dtype=float)
         ax.set_xticks(x, [r["name"] for r in rows], rotation=30, ha="right")
         ax.set_xlim(-0.5, len(rows) - 0.5)
-        ax.set_title(LABELS[c])
+        ax.set_title(labels[c])
         ax.grid(alpha=0.3)
         if c == "head_params":
             ax.plot(x - 0.1, paper, "D", color="#7f7f7f", label="paper")

@@ -62,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
-    from .config import apply_overrides, split_overrides
+    from .config import apply_overrides, given, split_overrides
     from .data.io import read_image
     from .inference import DEFAULT_MS_SCALES, predict_scores
     from .runtime import resolve_device
@@ -72,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
     if not inputs_given:
         raise GcnsegError("no INPUT given: name image files or folders to segment")
     model, cfg, meta = load_model(args.checkpoint)
-    cfg = apply_overrides(cfg, overrides, {
+    cfg = apply_overrides(cfg, overrides, given({
         "eval.scales": list(DEFAULT_MS_SCALES) if args.ms else None, "eval.flip": args.flip or None,
-        "eval.crf": args.crf or None, "eval.tile": args.tile,
-    })
+        "eval.crf": args.crf or None, "eval.tile": args.tile or None,
+    }))
     ev = cfg.eval
     device = resolve_device(args.device)
     model.to(device)  # before optimising: "auto" precision is bf16 on CPU only

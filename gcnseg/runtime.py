@@ -23,8 +23,9 @@ import torch.distributed as dist
 from .errors import GcnsegError
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` is this process's GPU (``LOCAL_RANK`` under torchrun) when there is one, else the CPU."""
+def resolve_device(name: str, key: str = "--device") -> torch.device:
+    """``"auto"`` is this process's GPU (``LOCAL_RANK`` under torchrun) when there is one, else the CPU.
+    ``key`` (the config key or flag that gave ``name``) is named in errors."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -32,9 +33,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise GcnsegError(f"device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+        raise GcnsegError(f"{key}={name}: expected auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise GcnsegError(f"device {name}: CUDA is not available on this machine (use cpu or auto)")
+        raise GcnsegError(f"{key}={name}: CUDA is not available on this machine (use cpu or auto)")
     return device
 
 

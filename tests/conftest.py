@@ -2,13 +2,14 @@
 tiny trained run that the tests of evaluation, prediction, export and the optimised
 path share (built once for all xdist workers, read-only: copy it to change it)."""
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from filelock import FileLock
+from fakes import once_per_session
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(1)
@@ -31,14 +32,21 @@ def _train_once(run: Path) -> Path:
     return run
 
 
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(folder)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory) -> Path:
-    """The run folder of ``fakes.TRAINED_RUN`` (do not write into it)."""
-    if "PYTEST_XDIST_WORKER" not in os.environ:  # one process
-        return _train_once(tmp_path_factory.getbasetemp() / "trained-run")
-    shared = tmp_path_factory.getbasetemp().parent  # the same for every worker of this session
-    with FileLock(str(shared / "trained-run.lock")):
-        return _train_once(shared / "trained-run")
+def trained_run(tmp_path_factory):
+    """The run folder of ``fakes.TRAINED_RUN``, read-only: checked unchanged at the end."""
+    run = once_per_session(tmp_path_factory, "trained-run", _train_once)
+    before = _digest(run)
+    yield run
+    assert _digest(run) == before, f"a test wrote into the shared trained run {run}: copy it (trained_run_copy)"
 
 
 @pytest.fixture

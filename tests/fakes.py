@@ -4,6 +4,8 @@ folder, and the settings of the suite's one shared trained run (``conftest.train
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -195,3 +197,15 @@ TRAINED_RUN = [
     "optim.name=adam", "optim.lr=0.001", "train.batch_size=8", "train.iterations=25",
     "train.previews=1", "train.threads=1",
 ]
+
+
+def once_per_session(tmp_path_factory, name: str, build: Callable[[Path], Path]) -> Path:
+    """``build(folder)`` run once for all xdist workers of this session (under a file lock);
+    its folder."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # one process
+        return build(tmp_path_factory.getbasetemp() / name)
+    shared = tmp_path_factory.getbasetemp().parent  # the same for every worker of this session
+    from filelock import FileLock
+
+    with FileLock(str(shared / f"{name}.lock")):
+        return build(shared / name)

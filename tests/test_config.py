@@ -4,10 +4,11 @@ overrides, flags as shorthands for overrides, retired keys of old run folders.""
 import json
 
 import pytest
+import torch
 import yaml
 
 from gcnseg.cli import main
-from gcnseg.config import ConfigError, apply_overrides, load_config, split_overrides
+from gcnseg.config import ConfigError, apply_overrides, given, load_config, split_overrides
 
 
 @pytest.mark.parametrize(("override", "key"), [
@@ -32,22 +33,56 @@ def test_enum_fields_accept_their_choices():
         load_config(None, ["model.br=gcn"])
 
 
-def test_apply_overrides_then_flags_one_checked_config():
-    cfg = load_config(None, ["train.iterations=5"])
-    out = apply_overrides(cfg, ["eval.flip=true", "model.k=[3,5,7,9]"], {"eval.scales": [0.5, 1.0], "eval.crf": None})
+def test_apply_overrides_then_values_one_checked_config():
+    cfg = load_config(None, ["train.iterations=5", "model.m=8"])
+    flags = given({"eval.scales": [0.5, 1.0], "eval.crf": None})  # None: the flag was not given
+    assert flags == {"eval.scales": [0.5, 1.0]}
+    out = apply_overrides(cfg, ["eval.flip=true", "model.k=[3,5,7,9]"], flags)
     assert out.eval.flip is True and out.model.k == [3, 5, 7, 9] and out.eval.scales == [0.5, 1.0]
-    assert out.eval.crf is False and out.train.iterations == 5  # None: the flag was not given
+    assert out.eval.crf is False and out.train.iterations == 5
     assert cfg.eval.flip is False  # the given config is not changed
-    assert apply_overrides(cfg, [], {"eval.tile": None}) is cfg
+    assert apply_overrides(cfg, [], {}) is cfg
+    assert apply_overrides(cfg, values={"model.m": None}).model.m is None  # values are taken as they are
     with pytest.raises(ConfigError, match=r"eval\.boundary_width: expected an integer"):
         apply_overrides(cfg, ["eval.boundary_width=wide"])
-    # flags win over overrides of the same key (they are typed on the same command line, later)
+    # values (the flags) win over overrides of the same key
     assert apply_overrides(cfg, ["eval.flip=false"], {"eval.flip": True}).eval.flip is True
 
 
-def test_split_overrides_keeps_files_apart():
-    items = ["photos/", "eval.flip=true", "a=b.png", "model.k=7", "x.png", "out_dir=runs/x"]
-    assert split_overrides(items) == (["eval.flip=true", "model.k=7", "out_dir=runs/x"], ["photos/", "a=b.png", "x.png"])
+def test_split_overrides_keeps_files_apart(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "name=x.png").write_bytes(b"")  # an existing file is an input, whatever its name
+    (tmp_path / "out_dir=shots").mkdir()
+    items = ["photos/", "eval.flip=true", "a=b.png", "model.k=7", "x.png", "out_dir=runs/x", "name=x.png",
+             "out_dir=shots", "data.options.synthetic-shapes.size=64", "eval=1.png", "tile=3"]
+    assert split_overrides(items) == (
+        ["eval.flip=true", "model.k=7", "out_dir=runs/x", "data.options.synthetic-shapes.size=64"],
+        ["photos/", "a=b.png", "x.png", "name=x.png", "out_dir=shots", "eval=1.png", "tile=3"],
+    )
+
+
+def test_enum_choices_match_what_the_code_builds():
+    """The config's Literal choices are exactly the encoders, heads, upsamplings,
+    optimisers, schedules and precisions that the models and the loop accept."""
+    from typing import get_args
+
+    from gcnseg.config import Amp, Backbone, Head, OptimName, Schedule, Upsample
+    from gcnseg.models import ENCODERS, HEAD_KINDS, GCNSeg
+    from gcnseg.train.optim import build_optimizer, lr_factor
+    from gcnseg.train.state import AMP_DTYPES
+
+    assert get_args(Backbone) == tuple(ENCODERS) and get_args(Head) == HEAD_KINDS
+    assert set(get_args(Amp)) == set(AMP_DTYPES) - {None}
+    for upsample in get_args(Upsample):
+        GCNSeg(2, "resnet18", k=3, upsample=upsample)
+    cfg = load_config(None)
+    model = torch.nn.Linear(2, 2)
+    for name in get_args(OptimName):
+        cfg.optim.name = name
+        build_optimizer(cfg.optim, model)
+    for schedule in get_args(Schedule):
+        cfg.optim.schedule = schedule
+        lr_factor(cfg.optim, 3, 10)
 
 
 def test_retired_key_of_an_old_run_folder_still_loads(trained_run_copy, capsys):
@@ -67,7 +102,14 @@ def test_retired_key_of_an_old_run_folder_still_loads(trained_run_copy, capsys):
     assert meta["config"]["eval"]["batch_size"] == 1 and not hasattr(cfg.eval, "batch_size")
     assert main(["train", "--resume", str(run), "--no-progress", "train.iterations=26", "train.previews=0"]) == 0
     assert "done: 26 steps" in capsys.readouterr().out
-    with pytest.raises(ConfigError, match="unknown key 'batch_size'"):
+    assert "batch_size" not in yaml.safe_load((run / "config.yaml").read_text())["eval"]  # written anew
+    # an old run's config.yaml as a config file: read, the retired key dropped, the rest kept
+    old = run.parent / "old.yaml"
+    old.write_text(yaml.safe_dump({**saved, "data": {**saved["data"], "options": {"a.b": 1}}}))
+    cfg = load_config(old)
+    assert not hasattr(cfg.eval, "batch_size") and cfg.data.options == {"a.b": 1}  # dotted keys untouched
+    assert main(["info", "--config", str(old), "--size", "32"]) == 0
+    with pytest.raises(ConfigError, match="unknown key 'batch_size'"):  # never a new setting
         load_config(None, ["eval.batch_size=1"])
 
 

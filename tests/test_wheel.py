@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from fakes import once_per_session
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = [f"gcnseg/ablate/tables/table{n}.yaml" for n in range(1, 6)] + ["gcnseg/ablate/tables/voc.yaml"]
@@ -24,23 +25,33 @@ def _python(args: list[str], pythonpath: Path, cwd: Path) -> subprocess.Complete
     return r
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def wheel(tmp_path_factory) -> Path:
-    """A wheel built from a copy of the repository's packaging inputs (its top-level files and
-    gcnseg/): building in the repository itself would write build/ and gcnseg.egg-info there,
-    and a stale build/lib can slip modules deleted since into the wheel."""
-    src = tmp_path_factory.mktemp("src")
+    """A wheel built once per session (for all xdist workers) from a copy of the repository's
+    packaging inputs (its top-level files and gcnseg/): building in the repository itself
+    would write build/ and gcnseg.egg-info there, and a stale build/lib can slip modules
+    deleted since into the wheel."""
+    return once_per_session(tmp_path_factory, "wheel", _build_wheel) / "gcnseg.whl"
+
+
+def _build_wheel(folder: Path) -> Path:
+    if (folder / "gcnseg.whl").is_file():
+        return folder
+    src = folder / "src"
+    src.mkdir(parents=True, exist_ok=True)
     for item in REPO.iterdir():
         if item.is_file():
             shutil.copy2(item, src / item.name)
     shutil.copytree(REPO / "gcnseg", src / "gcnseg", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    out = tmp_path_factory.mktemp("dist")
+    out = folder / "dist"
     cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)]
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, f"pip wheel failed (setuptools>=70.1 comes with the [test] extra):\n{r.stdout}{r.stderr}"
     (whl,) = out.glob("gcnseg-*.whl")
-    return whl
+    shutil.copy2(whl, folder / "gcnseg.whl.tmp")
+    os.replace(folder / "gcnseg.whl.tmp", folder / "gcnseg.whl")
+    return folder
 
 
 def test_wheel_holds_the_tables(wheel):

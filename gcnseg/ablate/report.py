@@ -119,5 +119,5 @@ def write_report(out: Path, table: Table, rows: list[dict[str, Any]], context: d
            **{k: v for k, v in context.items() if k != "common_yaml"}, "networks": rows}
     atomic_write_text(stem.with_suffix(".json"), json.dumps(doc, indent=2))
     atomic_write_text(stem.with_suffix(".md"), format_markdown(table, rows, context))
-    plot_table(table, rows, stem.with_suffix(".png"))
+    plot_table(table, rows, stem.with_suffix(".png"), LABELS)
     return {"md": stem.with_suffix(".md"), "json": stem.with_suffix(".json"), "png": stem.with_suffix(".png")}

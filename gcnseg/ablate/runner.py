@@ -15,15 +15,15 @@ shared network at once). After every network ``OUT/tableN.md``, ``OUT/tableN.jso
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..config import Config, config_from_dict, flatten, load_config, merge, parse_overrides, unflatten
+from ..config import Config, apply_overrides, flatten, load_config
 from ..errors import GcnsegError
+from ..runtime import is_main
 from .report import network_row, write_report
 from .tables import LABELS, Table
 
@@ -64,16 +64,15 @@ def _overlaps(a: str, b: str) -> bool:
 
 
 def common_config(table: Table, config: str | Path | None = None, overrides: list[str] | None = None,
-                  seed: int | None = None, budget: str | None = None) -> dict[str, Any]:
+                  seed: int | None = None, budget: str | None = None) -> Config:
     """What every network shares: base config, the table's ``set``, the overrides, seed and budget."""
     base = Path(config) if config is not None else table.base
     if base is None:
         raise GcnsegError(f"{table.source}: no base config; give --config FILE")
-    common = merge(load_config(base).to_dict(), unflatten(table.set))
-    common = merge(common, parse_overrides(list(overrides or [])))
-    if seed is not None:
-        common = merge(common, {"train": {"seed": seed}})
-    return merge(common, {"train": parse_budget(budget)})
+    cfg = apply_overrides(load_config(base), values=table.set, source=f"{table.source}: set")
+    fixed = {"train.seed": seed} if seed is not None else {}
+    fixed |= {f"train.{k}": v for k, v in parse_budget(budget).items()}
+    return apply_overrides(cfg, overrides, fixed)
 
 
 def network_configs(table: Table, out: Path, config: str | Path | None = None, overrides: list[str] | None = None,
@@ -93,9 +92,8 @@ def network_configs(table: Table, out: Path, config: str | Path | None = None, o
     common = common_config(table, config, overrides, seed, budget)
     configs = []
     for net in table.networks:
-        data = merge(common, unflatten(net.set))
-        data = merge(data, {"name": f"table{table.number}-{net.slug}", "out_dir": str(Path(out) / net.slug)})
-        configs.append(config_from_dict(data, f"{table.source}: network {net.name!r}"))
+        own = {**net.set, "name": f"table{table.number}-{net.slug}", "out_dir": str(Path(out) / net.slug)}
+        configs.append(apply_overrides(common, values=own, source=f"{table.source}: network {net.name!r}"))
     return configs
 
 
@@ -104,7 +102,7 @@ def _check_same_run(run_dir: Path, cfg: Config) -> None:
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         return
-    old = flatten(load_config(saved, saved=True).to_dict())
+    old = flatten(load_config(saved).to_dict())
     new = flatten(cfg.to_dict())
     diff = sorted(k for k in set(old) | set(new) if k not in NEUTRAL_KEYS and old.get(k) != new.get(k))
     if diff:
@@ -138,7 +136,7 @@ def _context(table: Table, configs: list[Config], config: str | Path | None, ove
         "seed": configs[0].train.seed,
         "budget": budget_label(budget, configs[0]),
         "overrides": list(overrides or []),
-        "common_yaml": yaml.safe_dump({k: v for k, v in shared.items() if k not in ("name", "out_dir")},
+        "common_yaml": yaml.safe_dump({k: v for k, v in shared.to_dict().items() if k not in ("name", "out_dir")},
                                       sort_keys=False),
     }
 
@@ -151,7 +149,7 @@ def ablate(table: Table, out: str | Path, config: str | Path | None = None, over
     configs = network_configs(table, out, config, overrides, seed, budget)
     context = _context(table, configs, config, overrides, seed, budget, command)
     summaries: list[dict[str, Any] | None] = [None] * len(configs)
-    is_main = int(os.environ.get("RANK", 0)) == 0
+    main = is_main()
     num_classes: int | None = None
 
     def rows() -> list[dict[str, Any]]:
@@ -169,9 +167,9 @@ def ablate(table: Table, out: str | Path, config: str | Path | None = None, over
         print(f"[{i + 1}/{len(configs)}] {net.name}: {status}, " + ", ".join(
             f"{LABELS[c]} {100 * final[c]:.2f}" + (f" (paper {net.paper[c]:.1f})" if c in net.paper else "")
             for c in table.columns if c != "head_params" and isinstance(final.get(c), (int, float))), flush=True)
-        if is_main:  # under torchrun, one process writes the report
+        if main:  # under torchrun, one process writes the report
             paths = write_report(out, table, rows(), context)
-    if not is_main:
+    if not main:
         return {}
     print(f"table: {paths['md']}\nchart: {paths['png']}\ndata:  {paths['json']}")
     return json.loads(paths["json"].read_text())

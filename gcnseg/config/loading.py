@@ -5,6 +5,7 @@ is one line naming the source and the key), ``section.key=value`` overrides."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import fields
@@ -103,7 +104,8 @@ def _build(cls: Any, data: dict[str, Any], where: str) -> Any:
 def config_from_dict(data: dict[str, Any], source: str = "config", saved: bool = False) -> Config:
     """Build a checked :class:`Config` from plain data; errors name ``source`` and the key.
 
-    ``saved``: the data comes from a run folder, whose :data:`RETIRED_KEYS` are dropped."""
+    ``saved``: the data was written by gcnseg (a run's sidecar or ``config.yaml``), whose
+    :data:`RETIRED_KEYS` are dropped."""
     if saved and isinstance(data, dict):
         data = _drop_retired(data)
     try:
@@ -113,7 +115,19 @@ def config_from_dict(data: dict[str, Any], source: str = "config", saved: bool =
 
 
 def _drop_retired(data: dict[str, Any]) -> dict[str, Any]:
-    return unflatten({k: v for k, v in flatten(data).items() if k not in RETIRED_KEYS})
+    """``data`` without :data:`RETIRED_KEYS` (copied along their paths; the rest untouched)."""
+    out = dict(data)
+    for dotted in RETIRED_KEYS:
+        *path, last = dotted.split(".")
+        node = out
+        for p in path:
+            if not isinstance(node.get(p), dict):
+                break
+            node[p] = dict(node[p])
+            node = node[p]
+        else:
+            node.pop(last, None)
+    return out
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -138,7 +152,7 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def unflatten(dotted: dict[str, Any]) -> dict[str, Any]:
+def _unflatten(dotted: dict[str, Any]) -> dict[str, Any]:
     """``{"train.seed": 1}`` -> ``{"train": {"seed": 1}}``."""
     out: dict[str, Any] = {}
     for key, value in dotted.items():
@@ -146,7 +160,7 @@ def unflatten(dotted: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["train.iterations=100", "model.k=[7,7,7,7]"]`` -> nested dict; values are YAML."""
     data: dict[str, Any] = {}
     for item in items:
@@ -161,43 +175,52 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return data
 
 
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """Recursive dict update: ``extra`` wins, nested mappings are merged."""
     out = dict(base)
     for k, v in extra.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
+_SECTIONS = {f.name for f in fields(Config)}
+_OVERRIDE = re.compile(r"(?:(?:name|out_dir)|(?:[a-z_]+)(?:\.[A-Za-z0-9_-]+)+)=.*", re.DOTALL)
+
+
+def is_override(item: str) -> bool:
+    """Whether a command-line item is a ``section.key=value`` override (or ``name=`` /
+    ``out_dir=``) rather than a file: a path that exists is a file."""
+    if not _OVERRIDE.fullmatch(item) or Path(item).exists():
+        return False
+    key = item.split("=", 1)[0]
+    return key in ("name", "out_dir") or key.split(".", 1)[0] in _SECTIONS
+
+
 def split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
-    """``(overrides, others)``: the items that are ``section.key=value`` for a section of
-    :class:`Config` (or ``name=`` / ``out_dir=``), and the rest (e.g. input files)."""
-    sections = {f.name for f in fields(Config)}
-    overrides: list[str] = []
-    others: list[str] = []
-    for item in items:
-        key = item.split("=", 1)[0]
-        is_override = "=" in item and key.split(".", 1)[0] in sections and key.replace(".", "").replace("_", "").isalnum()
-        (overrides if is_override else others).append(item)
-    return overrides, others
+    """``(overrides, others)``: the items that :func:`is_override` and the rest (e.g. input files)."""
+    return [i for i in items if is_override(i)], [i for i in items if not is_override(i)]
 
 
-def apply_overrides(cfg: Config, overrides: list[str] | None = None, flags: dict[str, Any] | None = None,
+def given(flags: dict[str, Any]) -> dict[str, Any]:
+    """The command-line flags that were given: ``None`` means "not on the command line"."""
+    return {k: v for k, v in flags.items() if v is not None}
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | None = None, values: dict[str, Any] | None = None,
                     source: str = "overrides") -> Config:
     """A new checked :class:`Config`: ``cfg`` with ``section.key=value`` overrides, then
-    ``flags`` (dotted key -> value; ``None`` means "not given") applied. The one way every
-    command applies its overrides and the flags that are shorthands for them."""
-    extra = parse_overrides(list(overrides or []))
-    given = {k: v for k, v in (flags or {}).items() if v is not None}
-    if not extra and not given:
+    ``values`` (dotted key -> value, as they are) applied. The one way to change a config:
+    every command applies its overrides and the flags that are shorthands for them
+    (:func:`given`) with it, and ``gcnseg ablate`` the settings of its tables."""
+    extra = _parse_overrides(list(overrides or []))
+    if not extra and not values:
         return cfg
-    return config_from_dict(merge(merge(cfg.to_dict(), extra), unflatten(given)), source)
+    return config_from_dict(_merge(_merge(cfg.to_dict(), extra), _unflatten(dict(values or {}))), source)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, saved: bool = False) -> Config:
-    """Read a YAML config (optional) and apply ``key=value`` overrides.
-
-    ``saved``: ``path`` is a run folder's ``config.yaml`` (see :func:`config_from_dict`)."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (optional) and apply ``key=value`` overrides. A file's
+    :data:`RETIRED_KEYS` (a run folder's ``config.yaml`` written before) are dropped."""
     data: dict[str, Any] = {}
     source = "config"
     if path is not None:
@@ -211,9 +234,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
-        if saved:
-            data = _drop_retired(data)
+        data = _drop_retired(data)
     if overrides:
-        data = merge(data, parse_overrides(overrides))
+        data = _merge(data, _parse_overrides(overrides))
         source = f"{source} + overrides" if path is not None else "overrides"
     return config_from_dict(data, source)

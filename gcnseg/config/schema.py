@@ -19,7 +19,7 @@ class ConfigError(GcnsegError, ValueError):
 Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_gcn"]
 Head = Literal["gcn", "conv1x1", "convkxk", "stack"]
 Upsample = Literal["deconv", "bilinear"]
-Optimizer = Literal["sgd", "adam", "adamw"]
+OptimName = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["poly", "constant"]
 Amp = Literal["bf16", "fp16"]
 
@@ -68,7 +68,7 @@ class DataConfig:
 class OptimConfig:
     """Optimiser and schedule; the paper's default is SGD, momentum 0.99, wd 5e-4 (Section 4)."""
 
-    name: Optimizer = "sgd"
+    name: OptimName = "sgd"
     lr: float = 1e-10
     momentum: float = 0.99
     weight_decay: float = 5e-4

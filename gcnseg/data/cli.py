@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import ConfigError, apply_overrides, load_config, parse_overrides
+from ..config import ConfigError, apply_overrides, given, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--option {item!r}: expected KEY=VALUE")
     if not args.config and not args.dataset and not any(o.startswith("data.dataset=") for o in args.overrides):
         raise ConfigError("name the dataset: --dataset NAME, data.dataset=NAME or --config FILE")
-    cfg = apply_overrides(load_config(args.config), args.overrides, {
-        "data.dataset": args.dataset, "data.root": args.root, "data.options": parse_overrides(args.option) or None,
-    })
+    options = [f"data.options.{item}" for item in args.option]
+    cfg = apply_overrides(load_config(args.config), args.overrides + options,
+                          given({"data.dataset": args.dataset, "data.root": args.root}))
     split = args.split or cfg.data.train_split
     ds = open_dataset(cfg.data, split)
     report = check_dataset(ds)

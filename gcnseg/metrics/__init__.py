@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from .boundary import BoundaryAccuracy, boundary_mask
-from .confusion import ConfusionMatrix, _labels
+from .confusion import ConfusionMatrix, as_labels
 from .report import format_metrics
 
 __all__ = [
@@ -48,7 +48,7 @@ class SegMetrics:
         self.boundary = None if boundary_width is None else BoundaryAccuracy(boundary_width, ignore_index)
 
     def update(self, pred: Any, target: Any) -> None:
-        pred, target = _labels(pred), _labels(target)  # once for both
+        pred, target = as_labels(pred), as_labels(target)  # once for both
         self.confusion.update(pred, target)
         if self.boundary is not None:
             self.boundary.update(pred, target)

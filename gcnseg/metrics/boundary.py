@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..runtime import all_reduce_sum_
-from .confusion import _labels, _ratio
+from .confusion import as_labels, ratio
 
 
 def _disk_half_widths(width: float) -> list[int]:
@@ -82,7 +82,7 @@ def boundary_mask(target: Any, width: float = 7, ignore_index: int | None = 255)
     """
     if width < 0:
         raise ValueError(f"boundary width must be >= 0, got {width}")
-    t = _labels(target)
+    t = as_labels(target)
     band = _band(t, width)
     if ignore_index is not None:
         band &= t != ignore_index
@@ -105,7 +105,7 @@ class BoundaryAccuracy:
 
     def update(self, pred: Any, target: Any) -> None:
         """Add a batch of class ids ``pred`` and labels ``target``, both ``[..., H, W]``."""
-        p, t = _labels(pred), _labels(target)
+        p, t = as_labels(pred), as_labels(target)
         if p.shape != t.shape:
             raise ValueError(f"pred and target shapes differ: {p.shape} vs {t.shape}")
         band = _band(t, self.width)
@@ -127,8 +127,8 @@ class BoundaryAccuracy:
     def compute(self) -> dict[str, Any]:
         bc, bn, ac, an = (int(v) for v in self.counts)
         return {
-            "boundary_acc": _ratio(bc, bn),
-            "internal_acc": _ratio(ac - bc, an - bn),
+            "boundary_acc": ratio(bc, bn),
+            "internal_acc": ratio(ac - bc, an - bn),
             "boundary_pixels": bn,
             "internal_pixels": an - bn,
         }

@@ -11,12 +11,12 @@ import torch
 from ..runtime import all_reduce_sum_
 
 
-def _labels(x: Any) -> np.ndarray:
+def as_labels(x: Any) -> np.ndarray:
     """Integer labels as a numpy array on the CPU, in uint8 / int16 when the values fit.
 
     The per-pixel work is memory-bound, so int64 labels (typical from a loader or an
-    argmax) cost 2-3x more than bytes. It runs in numpy: single-threaded, which on a
-    small or busy CPU is faster than torch's intra-op threads for these cheap passes.
+    argmax) cost more than bytes. It runs in numpy, single-threaded: for these cheap
+    passes on a small or busy CPU that beats torch's intra-op threads (docs/performance.md).
     """
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
@@ -35,7 +35,8 @@ def _labels(x: Any) -> np.ndarray:
     return a
 
 
-def _ratio(num: float, den: float) -> float | None:
+def ratio(num: float, den: float) -> float | None:
+    """``num / den``, or None (undefined) when nothing was counted."""
     return float(num) / float(den) if den > 0 else None
 
 
@@ -69,7 +70,7 @@ class ConfusionMatrix:
         Raises ``ValueError`` for a predicted id outside ``[0, C)`` or a label outside
         ``[0, C)`` that is not ``ignore_index``; nothing is added then.
         """
-        p, t = _labels(pred), _labels(target)
+        p, t = as_labels(pred), as_labels(target)
         if p.shape != t.shape:
             raise ValueError(f"pred and target shapes differ: {tuple(p.shape)} vs {tuple(t.shape)}")
         if p.size == 0:
@@ -139,7 +140,7 @@ class ConfusionMatrix:
             "iou": iou,
             "acc": acc,
             "miou": sum(present_iou) / len(present_iou) if present_iou else None,
-            "pixel_acc": _ratio(float(tp.sum()), total),
+            "pixel_acc": ratio(float(tp.sum()), total),
             "mean_acc": sum(present_acc) / len(present_acc) if present_acc else None,
             "fwiou": fw,
             "pixels": int(total),

@@ -20,7 +20,7 @@ from .kernels import StripConv
 HEAD_KINDS = ("gcn", "conv1x1", "convkxk", "stack")
 
 
-def check_odd(k: int, what: str = "k") -> None:
+def _check_odd(k: int, what: str = "k") -> None:
     if not isinstance(k, int) or isinstance(k, bool) or k < 1 or k % 2 == 0:
         raise ValueError(f"{what} must be a positive odd integer (paper 4.1.1: odd sizes avoid alignment error), got {k!r}")
 
@@ -40,7 +40,7 @@ class GlobalConv(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, k: int) -> None:
         super().__init__()
-        check_odd(k)
+        _check_odd(k)
         p = k // 2
         self.k = k
         self.left = nn.Sequential(
@@ -76,7 +76,7 @@ def conv_stack(in_channels: int, out_channels: int, k: int, m: int | None = None
     """Stack of ``(k-1)/2`` 3x3 convolutions without nonlinearity (Fig. 4D, Tables 3-4):
     same receptive field as one ``k x k`` kernel. ``m`` is the width of the
     intermediate maps (default: ``in_channels``, as in Table 3)."""
-    check_odd(k)
+    _check_odd(k)
     if k < 3:
         raise ValueError(f"a 3x3 stack needs k >= 3, got {k}")
     m = in_channels if m is None else m
@@ -98,7 +98,7 @@ def build_head(kind: str, in_channels: int, num_classes: int, k: int = 15, m: in
     if kind == "conv1x1":
         return nn.Conv2d(in_channels, num_classes, 1, bias=False)
     if kind == "convkxk":
-        check_odd(k)
+        _check_odd(k)
         return nn.Conv2d(in_channels, num_classes, k, padding=k // 2, bias=False)
     if kind == "stack":
         return conv_stack(in_channels, num_classes, k, m)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..config import OptimConfig
+from ..errors import GcnsegError
 
 
 def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -23,7 +24,7 @@ def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer
         return torch.optim.Adam(groups, lr=cfg.lr)
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
-    raise ValueError(f"optim.name={cfg.name!r}: expected sgd, adam or adamw")
+    raise GcnsegError(f"optim.name={cfg.name!r}: expected sgd, adam or adamw")
 
 
 def lr_factor(cfg: OptimConfig, step: int, total: int) -> float:
@@ -34,4 +35,4 @@ def lr_factor(cfg: OptimConfig, step: int, total: int) -> float:
         return 1.0
     if cfg.schedule == "poly":
         return max(0.0, 1 - step / max(total, 1)) ** cfg.power
-    raise ValueError(f"optim.schedule={cfg.schedule!r}: expected poly or constant")
+    raise GcnsegError(f"optim.schedule={cfg.schedule!r}: expected poly or constant")

@@ -29,7 +29,8 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}
 
 @dataclass
 class TrainState:
-    """What changes as a run goes on, and what a checkpoint saves of it."""
+    """What changes as a run goes on: the step, the best validation and the training time
+    (which a checkpoint saves), and the clocks of the time budget and the log's images/s."""
 
     step: int = 0
     best: dict[str, Any] = field(default_factory=lambda: {"miou": -1.0, "step": None})
@@ -83,6 +84,8 @@ def _seed_everything(seed: int) -> None:
 
 
 def _amp_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
+    if cfg.train.amp not in AMP_DTYPES:
+        raise GcnsegError(f"train.amp={cfg.train.amp!r}: expected bf16, fp16 or null")
     dtype = AMP_DTYPES[cfg.train.amp]
     if dtype == torch.float16 and device.type != "cuda":
         raise GcnsegError(f"train.amp=fp16 needs a CUDA device (this run is on {device}); use train.amp=bf16 on a CPU")
@@ -118,10 +121,11 @@ def _prepare_model(cfg: Config, num_classes: int, device: torch.device, world: i
 
 
 def setup(cfg: Config, resume: bool = False) -> Run:
-    """Everything a run needs, in an order that makes runs reproducible: the seed
-    first, then the data, the model, its optimiser, and a resumed run's state."""
+    """Everything a run needs, in an order that makes runs reproducible: device,
+    precision and process group, then the seed, the run folder, the data, the model
+    (initialised under the seed), its optimiser, and a resumed run's state."""
     t = cfg.train
-    device = resolve_device(t.device)
+    device = resolve_device(t.device, "train.device")
     amp_dtype = _amp_dtype(cfg, device)
     rank, world = init_distributed(device)
     if rank == 0:
