@@ -38,8 +38,10 @@ def main() -> None:
             ref, got = model(image).argmax(1), fast(image).argmax(1)
             k = int((ref == got).sum())
             same, pixels, worst = same + k, pixels + ref.numel(), min(worst, k / ref.numel())
-    print(f"{args.run}: {n} images {tuple(image.shape[-2:])}, optimised ({fast.backbone_dtype}) vs eager fp32: "
-          f"{100 * same / pixels:.3f}% of pixels agree, worst image {100 * worst:.3f}%")
+    print(
+        f"{args.run}: {n} images {tuple(image.shape[-2:])}, optimised ({fast.backbone_dtype}) vs eager fp32: "
+        f"{100 * same / pixels:.3f}% of pixels agree, worst image {100 * worst:.3f}%"
+    )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,11 @@ sys.path.insert(0, str(ROOT))
 
 def gcnseg(*args: str, torchrun: bool = False) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", "-m"] if torchrun \
+    prefix = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", "-m"]
+        if torchrun
         else [sys.executable, "-m"]
+    )
     cmd = prefix + ["gcnseg", *args]
     t = time.perf_counter()
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -68,8 +71,10 @@ def check_cuda_equals_cpu() -> None:
     diff = (cpu - gpu).abs().max().item()
     agree = (cpu.argmax(1) == gpu.argmax(1)).float().mean().item()
     agree_opt = (cpu.argmax(1) == gpu_opt.argmax(1)).float().mean().item()
-    print(f"CUDA vs CPU, fp32: max |diff| {diff:.2e} (scores up to {cpu.abs().max().item():.2f}), "
-          f"argmax agreement {100 * agree:.3f}%, optimised path ({opt.backbone_dtype}) {100 * agree_opt:.3f}%")
+    print(
+        f"CUDA vs CPU, fp32: max |diff| {diff:.2e} (scores up to {cpu.abs().max().item():.2f}), "
+        f"argmax agreement {100 * agree:.3f}%, optimised path ({opt.backbone_dtype}) {100 * agree_opt:.3f}%"
+    )
     assert gpu.shape == cpu.shape == (2, 5, 96, 128)
     assert diff < 1e-3 * max(1.0, cpu.abs().max().item()), diff
     assert agree >= 0.999, agree
@@ -79,8 +84,16 @@ def check_cuda_equals_cpu() -> None:
 
 
 def check_command_line(out: Path, steps: int) -> dict[str, float]:
-    base = ["--config", "configs/demo.yaml", "--no-progress", "train.device=cuda", f"train.iterations={steps}",
-            f"train.val_every={steps}", "train.previews=2", "data.options.eval_length=16"]
+    base = [
+        "--config",
+        "configs/demo.yaml",
+        "--no-progress",
+        "train.device=cuda",
+        f"train.iterations={steps}",
+        f"train.val_every={steps}",
+        "train.previews=2",
+        "data.options.eval_length=16",
+    ]
     mious = {}
     for amp in ("fp16", "bf16"):
         run = out / f"train_{amp}"
@@ -92,14 +105,31 @@ def check_command_line(out: Path, steps: int) -> dict[str, float]:
     ddp = out / "train_ddp"
     gcnseg("train", *base, f"out_dir={ddp}", "train.amp=bf16", torchrun=True)
     assert (ddp / "last.json").exists()
-    gcnseg("eval", "--checkpoint", str(out / "train_bf16"), "--device", "cuda", "--limit", "8",
-           "--json", str(out / "eval_cuda.json"))
+    gcnseg(
+        "eval",
+        "--checkpoint",
+        str(out / "train_bf16"),
+        "--device",
+        "cuda",
+        "--limit",
+        "8",
+        "--json",
+        str(out / "eval_cuda.json"),
+    )
     result = json.loads((out / "eval_cuda.json").read_text())
     print(f"eval on CUDA: {json.dumps({k: v for k, v in result.items() if not isinstance(v, (list, dict))})}")
     previews = sorted((out / "train_bf16" / "previews").glob("*.png"))
     assert previews, "no preview pictures"
-    gcnseg("predict", "--checkpoint", str(out / "train_bf16"), str(previews[0]), "--out", str(out / "pred"),
-           "--device", "cuda")
+    gcnseg(
+        "predict",
+        "--checkpoint",
+        str(out / "train_bf16"),
+        str(previews[0]),
+        "--out",
+        str(out / "pred"),
+        "--device",
+        "cuda",
+    )
     assert any((out / "pred").iterdir())
     return mious
 
@@ -119,6 +149,7 @@ def check_layout(size: int, batch: int, repeats: int) -> dict[str, float]:
             with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
                 m(inp)
             torch.cuda.synchronize()
+
         return fn
 
     rows = _rows(_round_times({"NCHW": call(nchw, x), "channels-last": call(cl, xcl)}, repeats, 3), "NCHW")
@@ -154,7 +185,8 @@ def profile_training_step(size: int, batch: int, out: Path) -> None:
             step()
         torch.cuda.synchronize()
     table = prof.key_averages(group_by_input_shape=True).table(
-        sort_by="self_device_time_total", row_limit=30, max_name_column_width=40, max_shapes_column_width=90)
+        sort_by="self_device_time_total", row_limit=30, max_name_column_width=40, max_shapes_column_width=90
+    )
     (out / "gpu_profile.txt").write_text(table)
     print(f"profile of a bf16 training step, batch {batch}: {out / 'gpu_profile.txt'}")
 
@@ -165,8 +197,10 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, "
-          f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}")
+    print(
+        f"torch {torch.__version__}, CUDA {torch.version.cuda}, "
+        f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}"
+    )
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check", file=sys.stderr)
         return 1
@@ -175,8 +209,20 @@ def main() -> int:
     report["demo_val_miou"] = check_command_line(args.out, 20 if args.quick else 100)
     size = 128 if args.quick else 512
     report["layout_ms"] = check_layout(size, 16, 5 if args.quick else 10)
-    gcnseg("bench", "--size", str(size), "--repeats", "3" if args.quick else "10", "--skip", "inference", "train",
-           "metrics", "memory", "--json", str(args.out / "gpu_bench.json"))
+    gcnseg(
+        "bench",
+        "--size",
+        str(size),
+        "--repeats",
+        "3" if args.quick else "10",
+        "--skip",
+        "inference",
+        "train",
+        "metrics",
+        "memory",
+        "--json",
+        str(args.out / "gpu_bench.json"),
+    )
     profile_training_step(size, 16, args.out)
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2))
     print("all GPU checks passed")

@@ -62,8 +62,10 @@ def _rows(times: dict[str, list[float]], reference: str) -> list[dict[str, Any]]
     (time / the reference's time in the same round), so a slow spell of the machine
     that lasts a few rounds moves both and cancels out."""
     ref = times[reference]
-    return [{"name": n, "ms": 1000 * statistics.median(ts),
-             "ratio": statistics.median(t / r for t, r in zip(ts, ref))} for n, ts in times.items()]
+    return [
+        {"name": n, "ms": 1000 * statistics.median(ts), "ratio": statistics.median(t / r for t, r in zip(ts, ref))}
+        for n, ts in times.items()
+    ]
 
 
 def _sync(device: str) -> None:
@@ -91,9 +93,11 @@ def _inference_models(num_classes: int, device: str = "cpu") -> dict[str, nn.Mod
         "GCNSeg-R50 optimised fp32": optimize_for_inference(gcn, precision="fp32"),
         "GCNSeg-R50 optimised (default)": optimize_for_inference(gcn),
         "torchvision FCN-ResNet50": torchvision.models.segmentation.fcn_resnet50(
-            weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False).eval(),
+            weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False
+        ).eval(),
         "torchvision DeepLabV3-ResNet50": torchvision.models.segmentation.deeplabv3_resnet50(
-            weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False).eval(),
+            weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False
+        ).eval(),
     }
     try:
         import segmentation_models_pytorch as smp
@@ -104,8 +108,15 @@ def _inference_models(num_classes: int, device: str = "cpu") -> dict[str, nn.Mod
     return models
 
 
-def bench_inference(size: int, repeats: int, warmup: int, num_classes: int = 21, batch: int = 1,
-                    device: str = "cpu", amp: torch.dtype | None = None) -> dict[str, Any]:
+def bench_inference(
+    size: int,
+    repeats: int,
+    warmup: int,
+    num_classes: int = 21,
+    batch: int = 1,
+    device: str = "cpu",
+    amp: torch.dtype | None = None,
+) -> dict[str, Any]:
     models = _inference_models(num_classes, device)
     x = torch.randn(batch, 3, size, size, device=device)
     outputs: dict[str, Any] = {}
@@ -116,6 +127,7 @@ def bench_inference(size: int, repeats: int, warmup: int, num_classes: int = 21,
                 out = model(x)
             _sync(device)
             return out
+
         return fn
 
     for m in models.values():
@@ -131,8 +143,15 @@ def bench_inference(size: int, repeats: int, warmup: int, num_classes: int = 21,
     return {"rows": rows, **outputs}
 
 
-def bench_train_step(size: int, repeats: int, warmup: int, num_classes: int = 21, batch: int = 1,
-                     device: str = "cpu", amp: torch.dtype | None = None) -> dict[str, Any]:
+def bench_train_step(
+    size: int,
+    repeats: int,
+    warmup: int,
+    num_classes: int = 21,
+    batch: int = 1,
+    device: str = "cpu",
+    amp: torch.dtype | None = None,
+) -> dict[str, Any]:
     """One SGD step of GCNSeg-R50 against the backbone's forward+backward+SGD.
 
     On the CPU: float32, plus a bf16-autocast row where the CPU has native bf16. On a
@@ -238,23 +257,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed calls per model (median; default 5)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--json", dest="json_out", help="write the results to this JSON file")
-    p.add_argument("--skip", nargs="*", default=[], choices=["inference", "train", "metrics", "memory", "gpu"],
-                   help="parts to leave out")
+    p.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["inference", "train", "metrics", "memory", "gpu"],
+        help="parts to leave out",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    result: dict[str, Any] = {"size": args.size, "threads": args.threads, "repeats": args.repeats,
-                              "torch": torch.__version__, "cpu": _cpu_name()}
-    print(f"gcnseg bench: 1x3x{args.size}x{args.size}, {args.threads} threads, median of {args.repeats} "
-          f"after {args.warmup} warm-up, torch {torch.__version__}, {result['cpu']}")
+    result: dict[str, Any] = {
+        "size": args.size,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "torch": torch.__version__,
+        "cpu": _cpu_name(),
+    }
+    print(
+        f"gcnseg bench: 1x3x{args.size}x{args.size}, {args.threads} threads, median of {args.repeats} "
+        f"after {args.warmup} warm-up, torch {torch.__version__}, {result['cpu']}"
+    )
     if "inference" not in args.skip:
         r = bench_inference(args.size, args.repeats, args.warmup)
         result["inference"] = r
         print(format_rows("inference (eval, fp32)", r["rows"]))
         a = r["optimised_argmax_agreement"]
-        print(f"  argmax agreement with eager on this untrained network (near-tied scores): fp32 "
-              f"{100 * a['fp32']:.3f}%, default ({r['default_backbone_dtype']} backbone) {100 * a['default']:.3f}%")
+        print(
+            f"  argmax agreement with eager on this untrained network (near-tied scores): fp32 "
+            f"{100 * a['fp32']:.3f}%, default ({r['default_backbone_dtype']} backbone) {100 * a['default']:.3f}%"
+        )
     if "train" not in args.skip:
         r = bench_train_step(args.size, max(3, args.repeats // 2), 1)
         result["train"] = r
@@ -262,13 +295,17 @@ def run(args: argparse.Namespace) -> int:
     if "metrics" not in args.skip:
         r = bench_metrics(args.repeats)
         result["metrics"] = r
-        print("metric accumulation, 1024x2048 label maps: " +
-              ", ".join(f"{k} {v:.0f} Mpx/s" for k, v in r["mpx_per_s"].items()))
+        print(
+            "metric accumulation, 1024x2048 label maps: "
+            + ", ".join(f"{k} {v:.0f} Mpx/s" for k, v in r["mpx_per_s"].items())
+        )
     if "memory" not in args.skip:
         r = bench_peak_memory(args.threads)
         result["memory"] = r
-        print(f"peak memory, optimised inference on 1x3x1024x2048: {r['peak_rss_gib']:.2f} GiB "
-              f"(process with the model loaded: {r['model_loaded_rss_gib']:.2f} GiB)")
+        print(
+            f"peak memory, optimised inference on 1x3x1024x2048: {r['peak_rss_gib']:.2f} GiB "
+            f"(process with the model loaded: {r['model_loaded_rss_gib']:.2f} GiB)"
+        )
     if "gpu" not in args.skip and torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True  # every model autotuned alike, in the warm-up calls
         rows = {}

@@ -67,7 +67,9 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     for name in pointers:
-        atomic_write_text(run_dir / f"{name}.json", json.dumps({"step": meta["step"], "path": str(final.relative_to(run_dir))}))
+        atomic_write_text(
+            run_dir / f"{name}.json", json.dumps({"step": meta["step"], "path": str(final.relative_to(run_dir))})
+        )
     _prune(run_dir)
     return final
 
@@ -109,7 +111,9 @@ def resolve_checkpoint(path: str | os.PathLike, prefer: str = "best") -> Path:
                 path = target
                 break
         else:
-            raise CheckpointError(f"{path}: no checkpoint here (expected last.json / best.json of a run, or {MODEL_FILE})")
+            raise CheckpointError(
+                f"{path}: no checkpoint here (expected last.json / best.json of a run, or {MODEL_FILE})"
+            )
     if not (path / MODEL_FILE).is_file() or not (path / META_FILE).is_file():
         raise CheckpointError(f"{path}: incomplete checkpoint (expected {MODEL_FILE} and {META_FILE})")
     return path
@@ -128,7 +132,9 @@ def load_weights(model: nn.Module, ckpt: Path) -> None:
         state = load_file(str(ckpt / MODEL_FILE))
     except Exception as e:
         first = str(e).strip().splitlines()
-        raise CheckpointError(f"{ckpt / MODEL_FILE}: unreadable ({type(e).__name__}: {first[0] if first else ''})") from None
+        raise CheckpointError(
+            f"{ckpt / MODEL_FILE}: unreadable ({type(e).__name__}: {first[0] if first else ''})"
+        ) from None
     target = unwrap(model).state_dict()
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]

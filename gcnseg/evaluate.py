@@ -65,8 +65,15 @@ def evaluate(
     for i in tqdm(indices, disable=not (show_progress and rank == 0), desc="eval", unit="img", mininterval=1.0):
         image, mask = dataset[i]
         with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext():
-            probs = predict_scores(model, image[None].to(device), scales=tuple(cfg.scales), flip=cfg.flip,
-                                   tile=cfg.tile, overlap=cfg.tile_overlap, pad=cfg.pad_size)
+            probs = predict_scores(
+                model,
+                image[None].to(device),
+                scales=tuple(cfg.scales),
+                flip=cfg.flip,
+                tile=cfg.tile,
+                overlap=cfg.tile_overlap,
+                pad=cfg.pad_size,
+            )
         if crf is not None:
             pred = torch.from_numpy(crf(_denormalize(image, mean, std), probs[0].float().cpu().numpy())).long()[None]
         else:
@@ -79,7 +86,9 @@ def evaluate(
 
 
 @torch.inference_mode()
-def write_previews(model: nn.Module, dataset: TransformedDataset, out_dir: Path, n: int, device: torch.device | str = "cpu") -> Path:
+def write_previews(
+    model: nn.Module, dataset: TransformedDataset, out_dir: Path, n: int, device: torch.device | str = "cpu"
+) -> Path:
     """Side-by-side pictures (image | ground truth | prediction | overlay) of the first ``n`` images."""
     from .inference import predict_scores
     from .visualize import colorize, overlay, panel
@@ -100,8 +109,10 @@ def write_previews(model: nn.Module, dataset: TransformedDataset, out_dir: Path,
             size = (pred.shape[1], pred.shape[0])
             rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
             mask = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(size, Image.Resampling.NEAREST))
-        pic = panel([rgb, colorize(mask, palette), colorize(pred, palette), overlay(rgb, pred, palette)],
-                    ["image", "ground truth", "prediction", "overlay"])
+        pic = panel(
+            [rgb, colorize(mask, palette), colorize(pred, palette), overlay(rgb, pred, palette)],
+            ["image", "ground truth", "prediction", "overlay"],
+        )
         pic.save(out_dir / f"{i:03d}_{dataset.name(i)}.png")
     model.train(was_training)
     return out_dir
@@ -119,7 +130,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ms", action="store_true", help="eval.scales=[0.5, ..., 1.75]: multi-scale testing (Table 7)")
     p.add_argument("--scales", type=float, nargs="+", help="eval.scales: explicit test scales")
     p.add_argument("--flip", action="store_true", help="eval.flip=true: average with the horizontally flipped image")
-    p.add_argument("--crf", action="store_true", help="eval.crf=true: dense CRF post-processing (pip install 'gcnseg[crf]')")
+    p.add_argument(
+        "--crf", action="store_true", help="eval.crf=true: dense CRF post-processing (pip install 'gcnseg[crf]')"
+    )
     p.add_argument("--tile", type=int, nargs="+", help="eval.tile: sliding-window tile size (H [W])")
     p.add_argument("--boundary-width", type=int, help="eval.boundary_width: boundary band in pixels (Table 5: 7)")
     p.add_argument("--device", default="auto")
@@ -140,12 +153,22 @@ def run(args: argparse.Namespace) -> int:
 
     model, cfg, meta = load_model(args.checkpoint)
     tile = None if not args.tile else args.tile[0] if len(args.tile) == 1 else args.tile[:2]
-    cfg = apply_overrides(cfg, args.overrides, given({
-        "data.dataset": args.dataset, "data.root": args.root, "data.val_split": args.split,
-        "eval.scales": args.scales or (list(DEFAULT_MS_SCALES) if args.ms else None),
-        "eval.flip": args.flip or None, "eval.crf": args.crf or None, "eval.tile": tile,
-        "eval.boundary_width": args.boundary_width,
-    }))
+    cfg = apply_overrides(
+        cfg,
+        args.overrides,
+        given(
+            {
+                "data.dataset": args.dataset,
+                "data.root": args.root,
+                "data.val_split": args.split,
+                "eval.scales": args.scales or (list(DEFAULT_MS_SCALES) if args.ms else None),
+                "eval.flip": args.flip or None,
+                "eval.crf": args.crf or None,
+                "eval.tile": tile,
+                "eval.boundary_width": args.boundary_width,
+            }
+        ),
+    )
     e = cfg.eval
     if e.crf:
         from .crf import require_crf
@@ -154,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
     split = cfg.data.val_split
     dataset = build_dataset(cfg.data, split, train=False)
     if dataset.num_classes != meta["num_classes"]:
-        raise GcnsegError(f"{args.checkpoint}: model has {meta['num_classes']} classes, dataset {cfg.data.dataset} has {dataset.num_classes}")
+        raise GcnsegError(
+            f"{args.checkpoint}: model has {meta['num_classes']} classes, dataset {cfg.data.dataset} has {dataset.num_classes}"
+        )
     if args.limit:
         dataset = _Head(dataset, args.limit)
     device = resolve_device(args.device)
@@ -162,13 +187,28 @@ def run(args: argparse.Namespace) -> int:
         from .optimize import optimize_for_inference
 
         model = optimize_for_inference(model.to(device))  # on its device: "auto" precision is bf16 on CPU only
-    result = evaluate(model.to(device), dataset, e, device, meta["num_classes"], cfg.data.ignore_index,
-                      mean=cfg.data.mean, std=cfg.data.std)
+    result = evaluate(
+        model.to(device),
+        dataset,
+        e,
+        device,
+        meta["num_classes"],
+        cfg.data.ignore_index,
+        mean=cfg.data.mean,
+        std=cfg.data.std,
+    )
     print(format_metrics(result, meta.get("classes")))
     if args.json_out:
-        out = {"checkpoint": str(args.checkpoint), "dataset": cfg.data.dataset, "split": split,
-               "scales": e.scales, "flip": e.flip, "crf": e.crf, "images": len(dataset),
-               **{k: v for k, v in result.items() if k != "matrix"}}
+        out = {
+            "checkpoint": str(args.checkpoint),
+            "dataset": cfg.data.dataset,
+            "split": split,
+            "scales": e.scales,
+            "flip": e.flip,
+            "crf": e.crf,
+            "images": len(dataset),
+            **{k: v for k, v in result.items() if k != "matrix"},
+        }
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(args.json_out), json.dumps(out, indent=2, default=_jsonable))
         print(f"written {args.json_out}")

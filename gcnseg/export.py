@@ -19,9 +19,16 @@ def export_onnx(model: nn.Module, path: Path, sample_size: tuple[int, int] = (64
     x = torch.randn(1, 3, *sample_size)
     with atomic_path(path) as tmp, torch.no_grad():  # the inference graph (as TorchScript's tracing below)
         torch.onnx.export(
-            model, (x,), str(tmp), input_names=["image"], output_names=["logits"], opset_version=opset,
-            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                          "logits": {0: "batch", 2: "height", 3: "width"}},
+            model,
+            (x,),
+            str(tmp),
+            input_names=["image"],
+            output_names=["logits"],
+            opset_version=opset,
+            dynamic_axes={
+                "image": {0: "batch", 2: "height", 3: "width"},
+                "logits": {0: "batch", 2: "height", 3: "width"},
+            },
             dynamo=False,
         )
     return path
@@ -59,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
             export_onnx(model, out, opset=args.opset)
         else:
             export_torchscript(model, out)
-    print(f"written {out} ({out.stat().st_size / 1e6:.1f} MB); input 'image' N x 3 x H x W normalised with "
-          f"mean {cfg.data.mean} and std {cfg.data.std}, output 'logits' N x {meta['num_classes']} x H x W")
+    print(
+        f"written {out} ({out.stat().st_size / 1e6:.1f} MB); input 'image' N x 3 x H x W normalised with "
+        f"mean {cfg.data.mean} and std {cfg.data.std}, output 'logits' N x {meta['num_classes']} x H x W"
+    )
     return 0

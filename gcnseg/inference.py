@@ -54,8 +54,9 @@ def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
     return [round(i * (length - tile) / (n - 1)) for i in range(n)]
 
 
-def _softmax_tiled(model: Model, image: torch.Tensor, tile: tuple[int, int] | None, overlap: float,
-                   pad: tuple[int, int] | None = None) -> torch.Tensor:
+def _softmax_tiled(
+    model: Model, image: torch.Tensor, tile: tuple[int, int] | None, overlap: float, pad: tuple[int, int] | None = None
+) -> torch.Tensor:
     """Softmax probabilities ``[N, C, H, W]`` of ``image``, tile by tile where it is larger
     than ``tile``; overlapping tiles are averaged."""
     n, _, h, w = image.shape
@@ -75,7 +76,9 @@ def _softmax_tiled(model: Model, image: torch.Tensor, tile: tuple[int, int] | No
     return probs / count
 
 
-def _forward(model: Model, image: torch.Tensor, size: tuple[int, int], pad: tuple[int, int] | None = None) -> torch.Tensor:
+def _forward(
+    model: Model, image: torch.Tensor, size: tuple[int, int], pad: tuple[int, int] | None = None
+) -> torch.Tensor:
     if pad is not None and (size[0] < pad[0] or size[1] < pad[1]):
         # zeros are the mean after normalisation, as in training's padding (Section 4.1)
         padded = F.pad(image, (0, max(0, pad[1] - size[1]), 0, max(0, pad[0] - size[0])))

@@ -73,7 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head", help=f"model.head: {', '.join(get_args(Head))}")
     p.add_argument("--k", type=int, nargs="+", help="model.k: kernel size, one or four (res-2..res-5)")
     p.add_argument("--m", type=int, default=None, help="model.m: intermediate width of 'stack' heads")
-    p.add_argument("--no-br", action="store_true", help="model.br=false: without Boundary Refinement (Table 1 networks)")
+    p.add_argument(
+        "--no-br", action="store_true", help="model.br=false: without Boundary Refinement (Table 1 networks)"
+    )
     p.add_argument("--upsample", help=f"model.upsample: {' or '.join(get_args(Upsample))}")
     p.add_argument("--num-classes", type=int, default=21)
     p.add_argument("--size", type=int, nargs="+", default=[512], help="input size: S or H W")
@@ -89,10 +91,20 @@ def run(args: argparse.Namespace) -> int:
     if (args.k and len(args.k) not in (1, 4)) or len(args.size) not in (1, 2):
         raise GcnsegError("--k takes one or four values, --size one or two")
     k = None if not args.k else args.k[0] if len(args.k) == 1 else args.k
-    cfg = apply_overrides(load_config(args.config), args.overrides, given({
-        "model.backbone": args.backbone, "model.head": args.head, "model.k": k, "model.m": args.m,
-        "model.br": False if args.no_br else None, "model.upsample": args.upsample,
-    }))
+    cfg = apply_overrides(
+        load_config(args.config),
+        args.overrides,
+        given(
+            {
+                "model.backbone": args.backbone,
+                "model.head": args.head,
+                "model.k": k,
+                "model.m": args.m,
+                "model.br": False if args.no_br else None,
+                "model.upsample": args.upsample,
+            }
+        ),
+    )
     size = (args.size[0], args.size[-1])
     try:
         model = build_model(cfg.model, args.num_classes, pretrained=False)
@@ -100,7 +112,13 @@ def run(args: argparse.Namespace) -> int:
         raise GcnsegError(str(e)) from None
     info = model_info(model, size)
     m = cfg.model
-    info["model"] = {"backbone": m.backbone, "head": m.head, "k": m.k, "br": m.br,
-                     "upsample": m.upsample, "num_classes": args.num_classes}
+    info["model"] = {
+        "backbone": m.backbone,
+        "head": m.head,
+        "k": m.k,
+        "br": m.br,
+        "upsample": m.upsample,
+        "num_classes": args.num_classes,
+    }
     print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0

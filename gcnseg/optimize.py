@@ -94,7 +94,9 @@ class InferenceModel(nn.Module):
     backbone runs in ``backbone_dtype``, outputs come back as float32 (channels-last in
     memory, like :class:`~gcnseg.models.GCNSeg`'s)."""
 
-    def __init__(self, model: nn.Module, channels_last: bool = True, backbone_dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, model: nn.Module, channels_last: bool = True, backbone_dtype: torch.dtype = torch.float32
+    ) -> None:
         super().__init__()
         self.model = model
         self.channels_last = channels_last
@@ -111,8 +113,9 @@ class InferenceModel(nn.Module):
         return net.decode(net.backbone(x.to(self.backbone_dtype)), x.shape[-2:])
 
 
-def optimize_for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = True,
-                           precision: str = "auto") -> InferenceModel:
+def optimize_for_inference(
+    model: nn.Module, fold_bn: bool = True, channels_last: bool = True, precision: str = "auto"
+) -> InferenceModel:
     """A copy of ``model`` for fast inference (the original is not changed).
 
     ``precision``: ``"fp32"``, ``"bf16"`` (backbone in bfloat16) or ``"auto"``
@@ -123,7 +126,9 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, channels_last
     if precision == "auto":
         precision = "bf16" if device.type == "cpu" and native_bf16() and fold_bn else "fp32"
     if precision == "bf16" and not fold_bn:
-        raise ValueError("precision='bf16' needs fold_bn=True (the bf16 backbone has no BatchNorm left to keep in fp32)")
+        raise ValueError(
+            "precision='bf16' needs fold_bn=True (the bf16 backbone has no BatchNorm left to keep in fp32)"
+        )
     model = copy.deepcopy(model).eval()
     for p in model.parameters():
         p.requires_grad_(False)

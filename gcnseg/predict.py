@@ -31,8 +31,11 @@ def find_images(inputs: list[str]) -> list[tuple[Path, Path]]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found += [(f, f.parent.relative_to(p)) for f in sorted(p.rglob("*"))
-                      if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+            found += [
+                (f, f.parent.relative_to(p))
+                for f in sorted(p.rglob("*"))
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+            ]
         elif p.exists():
             found.append((p, Path()))
         else:
@@ -48,13 +51,19 @@ def to_input(image: np.ndarray, mean, std) -> torch.Tensor:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or its model.safetensors")
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="images or folders (searched recursively), and KEY=VALUE overrides of the checkpoint's config")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="images or folders (searched recursively), and KEY=VALUE overrides of the checkpoint's config",
+    )
     p.add_argument("--out", required=True, help="output folder")
     # shorthands for overrides of the checkpoint's config
     p.add_argument("--ms", action="store_true", help="eval.scales=[0.5, ..., 1.75]: multi-scale testing")
     p.add_argument("--flip", action="store_true", help="eval.flip=true: average with the horizontally flipped image")
-    p.add_argument("--crf", action="store_true", help="eval.crf=true: dense CRF post-processing (pip install 'gcnseg[crf]')")
+    p.add_argument(
+        "--crf", action="store_true", help="eval.crf=true: dense CRF post-processing (pip install 'gcnseg[crf]')"
+    )
     p.add_argument("--tile", type=int, help="eval.tile: sliding-window tile size for large images")
     p.add_argument("--device", default="auto")
     p.add_argument("--eager", action="store_true", help="run the plain model, not the optimised inference path")
@@ -72,10 +81,18 @@ def run(args: argparse.Namespace) -> int:
     if not inputs_given:
         raise GcnsegError("no INPUT given: name image files or folders to segment")
     model, cfg, meta = load_model(args.checkpoint)
-    cfg = apply_overrides(cfg, overrides, given({
-        "eval.scales": list(DEFAULT_MS_SCALES) if args.ms else None, "eval.flip": args.flip or None,
-        "eval.crf": args.crf or None, "eval.tile": args.tile or None,
-    }))
+    cfg = apply_overrides(
+        cfg,
+        overrides,
+        given(
+            {
+                "eval.scales": list(DEFAULT_MS_SCALES) if args.ms else None,
+                "eval.flip": args.flip or None,
+                "eval.crf": args.crf or None,
+                "eval.tile": args.tile or None,
+            }
+        ),
+    )
     ev = cfg.eval
     device = resolve_device(args.device)
     model.to(device)  # before optimising: "auto" precision is bf16 on CPU only
@@ -113,8 +130,15 @@ def run(args: argparse.Namespace) -> int:
             continue
         written |= {t.resolve() for t in targets.values()}
         with torch.inference_mode():
-            probs = predict_scores(model, to_input(rgb, cfg.data.mean, cfg.data.std).to(device), scales=tuple(ev.scales),
-                                   flip=ev.flip, tile=ev.tile, overlap=ev.tile_overlap, pad=ev.pad_size)
+            probs = predict_scores(
+                model,
+                to_input(rgb, cfg.data.mean, cfg.data.std).to(device),
+                scales=tuple(ev.scales),
+                flip=ev.flip,
+                tile=ev.tile,
+                overlap=ev.tile_overlap,
+                pad=ev.pad_size,
+            )
         if ev.crf:
             pred = dense_crf(rgb, probs[0].float().cpu().numpy())
         else:

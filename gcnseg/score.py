@@ -92,8 +92,12 @@ def run(args: argparse.Namespace) -> int:
     gts = _index_pngs(args.gt_dir, problems)
     if not gts:
         raise DataError(f"no PNG files under GT_DIR {args.gt_dir}")
-    problems += [f"{gts[s]}: no prediction named {s}.png under {args.pred_dir}" for s in sorted(gts.keys() - preds.keys())]
-    problems += [f"{preds[s]}: no ground truth named {s}.png under {args.gt_dir}" for s in sorted(preds.keys() - gts.keys())]
+    problems += [
+        f"{gts[s]}: no prediction named {s}.png under {args.pred_dir}" for s in sorted(gts.keys() - preds.keys())
+    ]
+    problems += [
+        f"{preds[s]}: no ground truth named {s}.png under {args.gt_dir}" for s in sorted(preds.keys() - gts.keys())
+    ]
 
     metrics = SegMetrics(c, args.ignore_index, None if args.no_boundary else args.boundary_width)
     images = 0

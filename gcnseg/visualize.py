@@ -27,8 +27,9 @@ def label_image(mask: np.ndarray, palette: Sequence[Sequence[int]]) -> Image.Ima
     return img
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]], alpha: float = 0.5,
-            ignore_index: int = 255) -> np.ndarray:
+def overlay(
+    image: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]], alpha: float = 0.5, ignore_index: int = 255
+) -> np.ndarray:
     """Blend the colour label map over the RGB image (ignored pixels keep the image)."""
     color = colorize(mask, palette, ignore_index).astype(np.float32)
     out = image.astype(np.float32)

@@ -39,8 +39,9 @@ from .runtime import atomic_write_text, resolve_device
 TARGETS = ("sum", "predicted")
 
 
-def valid_receptive_field(model: nn.Module, image: torch.Tensor, point: tuple[int, int],
-                          target: str = "sum") -> np.ndarray:
+def valid_receptive_field(
+    model: nn.Module, image: torch.Tensor, point: tuple[int, int], target: str = "sum"
+) -> np.ndarray:
     """``|d score(point) / d image|`` summed over channels, normalised to sum 1 (``H x W`` float64).
 
     ``image`` is a normalised ``3xHxW`` or ``1x3xHxW`` tensor; ``point`` is ``(x, y)`` in
@@ -90,8 +91,9 @@ def vrf_stats(vrf: np.ndarray, point: tuple[int, int], levels: Sequence[float] =
     return out
 
 
-def draw_vrf(rgb: np.ndarray, vrf: np.ndarray, point: tuple[int, int], stats: dict[str, float] | None = None,
-             cmap: str = "jet") -> np.ndarray:
+def draw_vrf(
+    rgb: np.ndarray, vrf: np.ndarray, point: tuple[int, int], stats: dict[str, float] | None = None, cmap: str = "jet"
+) -> np.ndarray:
     """The map (square root, for visibility) as a heat map over ``rgb``, the point and the 50/90% circles."""
     import matplotlib
 
@@ -119,7 +121,9 @@ def parse_point(text: str, width: int, height: int) -> tuple[int, int]:
     except ValueError:
         raise GcnsegError(f"--point {text}: expected X,Y in image pixels, e.g. 120,80") from None
     if not (0 <= x < width and 0 <= y < height):
-        raise GcnsegError(f"--point {text}: outside the {width}x{height} image (X in 0..{width - 1}, Y in 0..{height - 1})")
+        raise GcnsegError(
+            f"--point {text}: outside the {width}x{height} image (X in 0..{width - 1}, Y in 0..{height - 1})"
+        )
     return x, y
 
 
@@ -137,9 +141,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", required=True, help="an image file")
     p.add_argument("--point", help="X,Y: the score map location, in image pixels (default: the centre)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="the picture; the numbers go to FILE.json")
-    p.add_argument("--compare", metavar="CKPT2", help="a second model drawn beside the first (e.g. 1x1 baseline vs GCN k=15)")
-    p.add_argument("--target", choices=TARGETS, default="sum",
-                   help="score whose gradient is taken: sum of all class scores (default) or the predicted class")
+    p.add_argument(
+        "--compare", metavar="CKPT2", help="a second model drawn beside the first (e.g. 1x1 baseline vs GCN k=15)"
+    )
+    p.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="sum",
+        help="score whose gradient is taken: sum of all class scores (default) or the predicted class",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
 
 
@@ -166,8 +176,10 @@ def run(args: argparse.Namespace) -> int:
         pictures.append(draw_vrf(rgb, vrf, point, stats))
         titles.append(f"{name} (r90 {stats['radius90']:.0f}px)")
         records.append({"checkpoint": str(ckpt), "model": name, **stats})
-        print(f"{name} ({ckpt}): VRF radius 50% {stats['radius50']:.1f} px, 90% {stats['radius90']:.1f} px; "
-              f"area 50% {100 * stats['area50']:.1f}%, 90% {100 * stats['area90']:.1f}% of the image")
+        print(
+            f"{name} ({ckpt}): VRF radius 50% {stats['radius50']:.1f} px, 90% {stats['radius90']:.1f} px; "
+            f"area 50% {100 * stats['area50']:.1f}%, 90% {100 * stats['area90']:.1f}% of the image"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     panel(pictures, titles).save(out)
     doc = {"image": str(args.image), "size": [w, h], "point": list(point), "target": args.target, "models": records}

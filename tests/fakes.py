@@ -85,7 +85,9 @@ def make_sbd(root: Path, train: list[str], val: list[str], size: tuple[int, int]
     return masks
 
 
-def make_cityscapes(root: Path, split: str, names: list[str], coarse: bool = False, size=(16, 32)) -> dict[str, np.ndarray]:
+def make_cityscapes(
+    root: Path, split: str, names: list[str], coarse: bool = False, size=(16, 32)
+) -> dict[str, np.ndarray]:
     """``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` + ``gtFine|gtCoarse/.../*_labelIds.png``."""
     gt = "gtCoarse" if coarse else "gtFine"
     ids = {}
@@ -99,7 +101,9 @@ def make_cityscapes(root: Path, split: str, names: list[str], coarse: bool = Fal
     return ids
 
 
-def make_camvid(root: Path, splits: dict[str, list[str]], segnet_paths: bool = True, size=(16, 24)) -> dict[str, np.ndarray]:
+def make_camvid(
+    root: Path, splits: dict[str, list[str]], segnet_paths: bool = True, size=(16, 24)
+) -> dict[str, np.ndarray]:
     """SegNet layout: <split>/, <split>annot/ and <split>.txt (SegNet's absolute paths if asked)."""
     masks = {}
     for s, stems in splits.items():
@@ -192,10 +196,16 @@ def make_coco(root: Path, split: str = "train2017") -> dict[str, np.ndarray]:
 # The suite's one trained run: a ResNet-18 GCN (k=7, BR) trained 25 steps on 64x64
 # synthetic-shapes, enough for scores with margins (as in use); 3 classes, 3 val images.
 TRAINED_RUN = [
-    "model.backbone=resnet18", "model.k=7", "data.dataset=synthetic-shapes",
+    "model.backbone=resnet18",
+    "model.k=7",
+    "data.dataset=synthetic-shapes",
     "data.options={size: 64, num_classes: 3, length: 64, eval_length: 3, seed: 3}",
-    "optim.name=adam", "optim.lr=0.001", "train.batch_size=8", "train.iterations=25",
-    "train.previews=1", "train.threads=1",
+    "optim.name=adam",
+    "optim.lr=0.001",
+    "train.batch_size=8",
+    "train.iterations=25",
+    "train.previews=1",
+    "train.threads=1",
 ]
 
 

@@ -51,11 +51,18 @@ def test_paper_tables():
     assert kinds == [("gcn", k) for k in (3, 5, 7, 9, 11)] + [("stack", k) for k in (3, 5, 7, 9, 11)]
     t4 = load_table(table_path(4))
     assert [(c.model.head, c.model.m) for c in network_configs(t4, Path("o"))] == [
-        ("stack", 2048), ("stack", 1024), ("stack", 210), ("gcn", None)]
+        ("stack", 2048),
+        ("stack", 1024),
+        ("stack", 210),
+        ("gcn", None),
+    ]
     t5 = load_table(table_path(5))
     assert t5.columns == ["boundary_acc", "internal_acc", "miou"]
     assert [(c.model.head, c.model.br) for c in network_configs(t5, Path("o"))] == [
-        ("conv1x1", False), ("gcn", False), ("gcn", True)]
+        ("conv1x1", False),
+        ("gcn", False),
+        ("gcn", True),
+    ]
     assert all(c.eval.boundary_width == 7 for c in network_configs(t5, Path("o")))
 
     # the res-5 head counts of Tables 2 and 4 (VOC: 21 classes, ResNet-152 res-5 has 2048 channels)
@@ -91,8 +98,12 @@ def test_time_budget_stops_training_cleanly(tmp_path):
     table = tmp_path / "t.yaml"
     table.write_text(TABLE.replace("  - {name: GCN k=3", "#"))
     # 1 ms: the first step already ends the budget; training validates and writes its summary
-    assert main(["ablate", "--table-file", str(table), "--budget", "0.001s", "--out", str(tmp_path / "o"),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            ["ablate", "--table-file", str(table), "--budget", "0.001s", "--out", str(tmp_path / "o"), "--no-progress"]
+        )
+        == 0
+    )
     summary = json.loads((tmp_path / "o" / "baseline" / "summary.json").read_text())
     assert summary["steps"] == 1 and 0 <= summary["final"]["miou"] <= 1
     doc = json.loads((tmp_path / "o" / "table7.json").read_text())
@@ -104,8 +115,19 @@ def test_tiny_ablation_report_and_resume(tmp_path, monkeypatch, capsys):
     table = tmp_path / "t.yaml"
     table.write_text(TABLE)
     out = tmp_path / "abl"
-    cmd = ["ablate", "--table-file", str(table), "--budget", "4", "--seed", "5", "--out", str(out),
-           "--no-progress", "train.checkpoint_every=2"]
+    cmd = [
+        "ablate",
+        "--table-file",
+        str(table),
+        "--budget",
+        "4",
+        "--seed",
+        "5",
+        "--out",
+        str(out),
+        "--no-progress",
+        "train.checkpoint_every=2",
+    ]
 
     # killed during the second network, after its step-2 checkpoint
     steps = []
@@ -118,6 +140,7 @@ def test_tiny_ablation_report_and_resume(tmp_path, monkeypatch, capsys):
         if len(steps) == 4 + 3:
             raise KeyboardInterrupt
         return loss
+
     monkeypatch.setattr(loop, "train_step", killed)
     assert main(cmd) == 130
     assert (out / "baseline" / "summary.json").is_file() and not (out / "gcn-k-3" / "summary.json").exists()
@@ -134,6 +157,7 @@ def test_tiny_ablation_report_and_resume(tmp_path, monkeypatch, capsys):
     def spy(cfg, resume=False, show_progress=True):
         calls.append((cfg.name, resume))
         return real_train(cfg, resume=resume, show_progress=show_progress)
+
     monkeypatch.setattr(loop, "train_step", real_step)
     monkeypatch.setattr(train_mod, "train", spy)
     assert main(cmd) == 0

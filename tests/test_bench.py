@@ -8,19 +8,44 @@ from gcnseg.cli import main
 def test_bench_smoke_reports_all_rows(tmp_path, capsys):
     """A smoke test: every row is measured and reported (the ratios are tested below)."""
     out = tmp_path / "bench.json"
-    assert main(["bench", "--size", "64", "--repeats", "1", "--warmup", "0", "--threads", "1",
-                 "--skip", "memory", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--size",
+                "64",
+                "--repeats",
+                "1",
+                "--warmup",
+                "0",
+                "--threads",
+                "1",
+                "--skip",
+                "memory",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     names = [r["name"] for r in result["inference"]["rows"]]
-    assert names[:6] == ["resnet50 features (reference)", "GCNSeg-R50 eager", "GCNSeg-R50 optimised fp32",
-                         "GCNSeg-R50 optimised (default)", "torchvision FCN-ResNet50", "torchvision DeepLabV3-ResNet50"]
+    assert names[:6] == [
+        "resnet50 features (reference)",
+        "GCNSeg-R50 eager",
+        "GCNSeg-R50 optimised fp32",
+        "GCNSeg-R50 optimised (default)",
+        "torchvision FCN-ResNet50",
+        "torchvision DeepLabV3-ResNet50",
+    ]
     assert all(r["ms"] > 0 for r in result["inference"]["rows"])
     assert result["inference"]["optimised_argmax_agreement"]["fp32"] >= 0.999
     from gcnseg.optimize import native_bf16
 
-    assert [r["name"] for r in result["train"]["rows"]] == ["backbone forward+backward+SGD (reference)",
-                                                            "GCNSeg-R50 training step"] + (
-        ["GCNSeg-R50 training step, bf16 autocast (train.amp=bf16)"] if native_bf16() else [])
+    assert [r["name"] for r in result["train"]["rows"]] == [
+        "backbone forward+backward+SGD (reference)",
+        "GCNSeg-R50 training step",
+    ] + (["GCNSeg-R50 training step, bf16 autocast (train.amp=bf16)"] if native_bf16() else [])
     mpx = result["metrics"]["mpx_per_s"]
     assert set(mpx) == {"confusion matrix", "confusion matrix + boundary band"} and all(v > 0 for v in mpx.values())
     text = capsys.readouterr().out

@@ -135,7 +135,7 @@ def test_export_dynamic_sizes(run_dir, tmp_path, fmt):
 
 @pytest.mark.parametrize("command", ["eval", "predict"])
 def test_optimised_path_is_built_on_the_target_device(run_dir, tmp_path, monkeypatch, command):
-    """"auto" precision (bf16 backbone on a CPU with native bf16) must be chosen for the
+    """ "auto" precision (bf16 backbone on a CPU with native bf16) must be chosen for the
     device the model runs on: a model optimised on the CPU and moved to CUDA afterwards
     would run its backbone in bf16 on the GPU."""
     import gcnseg.optimize as opt
@@ -154,8 +154,10 @@ def test_optimised_path_is_built_on_the_target_device(run_dir, tmp_path, monkeyp
     monkeypatch.setattr(opt, "optimize_for_inference", spy)
     img = tmp_path / "in.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)
-    argv = {"eval": ["eval", "--checkpoint", str(run_dir)],
-            "predict": ["predict", "--checkpoint", str(run_dir), str(img), "--out", str(tmp_path / "out")]}[command]
+    argv = {
+        "eval": ["eval", "--checkpoint", str(run_dir)],
+        "predict": ["predict", "--checkpoint", str(run_dir), str(img), "--out", str(tmp_path / "out")],
+    }[command]
     with pytest.raises(Stop):
         main(argv)
     assert seen == ["meta"]

@@ -11,11 +11,17 @@ from gcnseg.cli import main
 from gcnseg.config import ConfigError, apply_overrides, given, load_config, split_overrides
 
 
-@pytest.mark.parametrize(("override", "key"), [
-    ("model.head=fcn", "model.head"), ("model.backbone=vgg16", "model.backbone"),
-    ("model.upsample=nearest", "model.upsample"), ("optim.name=rmsprop", "optim.name"),
-    ("optim.schedule=cosine", "optim.schedule"), ("train.amp=fp8", "train.amp"),
-])
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("model.head=fcn", "model.head"),
+        ("model.backbone=vgg16", "model.backbone"),
+        ("model.upsample=nearest", "model.upsample"),
+        ("optim.name=rmsprop", "optim.name"),
+        ("optim.schedule=cosine", "optim.schedule"),
+        ("train.amp=fp8", "train.amp"),
+    ],
+)
 def test_enum_fields_are_checked_when_loaded(override, key, tmp_path, capsys):
     with pytest.raises(ConfigError, match=rf"{key}: expected one of .*, got"):
         load_config(None, [override])
@@ -26,8 +32,9 @@ def test_enum_fields_are_checked_when_loaded(override, key, tmp_path, capsys):
 
 
 def test_enum_fields_accept_their_choices():
-    cfg = load_config(None, ["model.head=stack", "model.upsample=bilinear", "optim.name=adamw", "train.amp=bf16",
-                             "train.amp=null"])
+    cfg = load_config(
+        None, ["model.head=stack", "model.upsample=bilinear", "optim.name=adamw", "train.amp=bf16", "train.amp=null"]
+    )
     assert (cfg.model.head, cfg.model.upsample, cfg.optim.name, cfg.train.amp) == ("stack", "bilinear", "adamw", None)
     with pytest.raises(ConfigError, match=r"model\.br: expected true or false"):
         load_config(None, ["model.br=gcn"])
@@ -53,8 +60,19 @@ def test_split_overrides_keeps_files_apart(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "name=x.png").write_bytes(b"")  # an existing file is an input, whatever its name
     (tmp_path / "out_dir=shots").mkdir()
-    items = ["photos/", "eval.flip=true", "a=b.png", "model.k=7", "x.png", "out_dir=runs/x", "name=x.png",
-             "out_dir=shots", "data.options.synthetic-shapes.size=64", "eval=1.png", "tile=3"]
+    items = [
+        "photos/",
+        "eval.flip=true",
+        "a=b.png",
+        "model.k=7",
+        "x.png",
+        "out_dir=runs/x",
+        "name=x.png",
+        "out_dir=shots",
+        "data.options.synthetic-shapes.size=64",
+        "eval=1.png",
+        "tile=3",
+    ]
     assert split_overrides(items) == (
         ["eval.flip=true", "model.k=7", "out_dir=runs/x", "data.options.synthetic-shapes.size=64"],
         ["photos/", "a=b.png", "x.png", "name=x.png", "out_dir=shots", "eval=1.png", "tile=3"],
@@ -116,8 +134,10 @@ def test_retired_key_of_an_old_run_folder_still_loads(trained_run_copy, capsys):
 def test_eval_takes_overrides_and_its_flags_are_shorthands(trained_run, tmp_path, capsys):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     assert main(["eval", "--checkpoint", str(trained_run), "--flip", "--scales", "0.75", "1", "--json", str(a)]) == 0
-    assert main(["eval", "--checkpoint", str(trained_run), "eval.flip=true", "eval.scales=[0.75,1]",
-                 "--json", str(b)]) == 0
+    assert (
+        main(["eval", "--checkpoint", str(trained_run), "eval.flip=true", "eval.scales=[0.75,1]", "--json", str(b)])
+        == 0
+    )
     ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
     assert (ra["flip"], ra["scales"]) == (True, [0.75, 1.0])
     assert {k: v for k, v in ra.items() if k != "checkpoint"} == {k: v for k, v in rb.items() if k != "checkpoint"}
@@ -134,11 +154,26 @@ def test_predict_takes_overrides_among_its_inputs(trained_run, tmp_path, capsys)
     img = tmp_path / "in" / "x.png"
     img.parent.mkdir()
     Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(img)
-    assert main(["predict", "--checkpoint", str(trained_run), str(img), "eval.scales=[0.5,1.0]", "eval.flip=true",
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(trained_run),
+                str(img),
+                "eval.scales=[0.5,1.0]",
+                "eval.flip=true",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     assert "1 of 1 images written" in capsys.readouterr().out
-    assert main(["predict", "--checkpoint", str(trained_run), str(img), "eval.tile=huge",
-                 "--out", str(tmp_path / "out2")]) == 2
+    assert (
+        main(["predict", "--checkpoint", str(trained_run), str(img), "eval.tile=huge", "--out", str(tmp_path / "out2")])
+        == 2
+    )
     assert "eval.tile" in capsys.readouterr().err and not (tmp_path / "out2").exists()
     assert main(["predict", "--checkpoint", str(trained_run), "eval.flip=true", "--out", str(tmp_path / "o3")]) == 2
     assert "no INPUT given" in capsys.readouterr().err
@@ -149,10 +184,17 @@ def test_info_takes_a_config_and_overrides(tmp_path, capsys):
     cfg.write_text("model: {backbone: resnet18, head: conv1x1, br: false}\n")
     assert main(["info", "--config", str(cfg), "--size", "64", "--json"]) == 0
     by_config = json.loads(capsys.readouterr().out)
-    assert by_config["model"] == {"backbone": "resnet18", "head": "conv1x1", "k": 15, "br": False,
-                                  "upsample": "deconv", "num_classes": 21}
-    assert main(["info", "model.backbone=resnet18", "model.head=conv1x1", "model.br=false", "--size", "64",
-                 "--json"]) == 0
+    assert by_config["model"] == {
+        "backbone": "resnet18",
+        "head": "conv1x1",
+        "k": 15,
+        "br": False,
+        "upsample": "deconv",
+        "num_classes": 21,
+    }
+    assert (
+        main(["info", "model.backbone=resnet18", "model.head=conv1x1", "model.br=false", "--size", "64", "--json"]) == 0
+    )
     assert json.loads(capsys.readouterr().out) == by_config
     assert main(["info", "--head", "fcn"]) == 2
     assert "model.head: expected one of gcn, conv1x1, convkxk, stack" in capsys.readouterr().err

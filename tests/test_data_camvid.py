@@ -36,7 +36,9 @@ def test_camvid_bad_input(tmp_path):
     ds = CamVid(tmp_path, "train")
     with pytest.raises(DataError, match=r"trainannot/a\.png: label values 12 outside"):
         ds.load(0)
-    with pytest.raises(DataError, match=r"trainannot/b\.png: mask size 24x8 does not match image .*train/b\.png size 24x16"):
+    with pytest.raises(
+        DataError, match=r"trainannot/b\.png: mask size 24x8 does not match image .*train/b\.png size 24x16"
+    ):
         ds.load(1)
     (tmp_path / "train.txt").write_text("only-one-column.png\n")
     with pytest.raises(DataError, match=r"train\.txt:1: expected 'image label'"):

@@ -29,7 +29,9 @@ def test_train_extra_is_coarse_and_stage1_joins_splits(tmp_path):
     make_cityscapes(tmp_path, "train", ["aachen_000000_000019"])
     coarse = make_cityscapes(tmp_path, "train_extra", ["augsburg_000000_000000", "bad_000000_000001"], coarse=True)
     extra = Cityscapes(tmp_path, "train_extra")
-    assert str(extra.samples[0][1]).endswith("gtCoarse/train_extra/augsburg/augsburg_000000_000000_gtCoarse_labelIds.png")
+    assert str(extra.samples[0][1]).endswith(
+        "gtCoarse/train_extra/augsburg/augsburg_000000_000000_gtCoarse_labelIds.png"
+    )
     assert (extra.load(0)[1][coarse["augsburg_000000_000000"] == 26] == 13).all()
     cfg = DataConfig(dataset="cityscapes", root=str(tmp_path), flip=False)
     both = build_dataset(cfg, "train+train_extra", train=False)
@@ -37,15 +39,22 @@ def test_train_extra_is_coarse_and_stage1_joins_splits(tmp_path):
 
 
 def test_cityscapes_bad_input(tmp_path):
-    with pytest.raises(DataError, match=r"leftImg8bit/train: not found; expected leftImg8bit/train/<city>/ .*cityscapes-dataset"):
+    with pytest.raises(
+        DataError, match=r"leftImg8bit/train: not found; expected leftImg8bit/train/<city>/ .*cityscapes-dataset"
+    ):
         Cityscapes(tmp_path, "train")
     make_cityscapes(tmp_path, "val", ["lindau_000000_000019", "lindau_000001_000019"])
     with pytest.raises(DataError, match=r"gtCoarse/val: not found"):
         Cityscapes(tmp_path, "val", mode="coarse")
-    save(tmp_path / "gtFine" / "val" / "lindau" / "lindau_000000_000019_gtFine_labelIds.png", np.full((16, 32), 34, np.uint8))
+    save(
+        tmp_path / "gtFine" / "val" / "lindau" / "lindau_000000_000019_gtFine_labelIds.png",
+        np.full((16, 32), 34, np.uint8),
+    )
     (tmp_path / "gtFine" / "val" / "lindau" / "lindau_000001_000019_gtFine_labelIds.png").unlink()
     ds = Cityscapes(tmp_path, "val")
-    with pytest.raises(DataError, match=r"lindau_000000_000019_gtFine_labelIds\.png: label ids 34 are not Cityscapes labelIds"):
+    with pytest.raises(
+        DataError, match=r"lindau_000000_000019_gtFine_labelIds\.png: label ids 34 are not Cityscapes labelIds"
+    ):
         ds.load(0)
     with pytest.raises(DataError, match=r"lindau_000001_000019_gtFine_labelIds\.png: mask file is missing"):
         ds.load(1)

@@ -45,7 +45,9 @@ def test_coco_bad_input(tmp_path):
     with pytest.raises(DataError, match=r"train2017/a\.jpg: image file is missing"):
         ds.load(0)
     save(tmp_path / "train2017" / "c.jpg", rgb(21, 30, 0), "JPEG")
-    with pytest.raises(DataError, match=r"c\.jpg: image size 30x21 does not match 30x20 recorded in .*instances_train2017"):
+    with pytest.raises(
+        DataError, match=r"c\.jpg: image size 30x21 does not match 30x20 recorded in .*instances_train2017"
+    ):
         ds.load(1)
     ann = tmp_path / "annotations" / "instances_train2017.json"
     data = json.loads(ann.read_text())

@@ -61,8 +61,9 @@ def test_several_objects_get_distinct_classes_and_slots():
 def test_random_placement_and_background_interiors():
     from scipy.ndimage import label
 
-    ds = SyntheticShapes(size=96, num_classes=4, objects=3, placement="random", radius=(0.15, 0.3),
-                         interior="background")
+    ds = SyntheticShapes(
+        size=96, num_classes=4, objects=3, placement="random", radius=(0.15, 0.3), interior="background"
+    )
     tex = SyntheticShapes(size=96, num_classes=4, objects=3, placement="random", radius=(0.15, 0.3))
     for i in range(10):
         image, mask = ds.generate(i)

@@ -28,7 +28,9 @@ def test_voc_loads_palette_masks_and_matches_torchvision(tmp_path):
 
 
 def test_voc_bad_root_and_split(tmp_path):
-    with pytest.raises(DataError, match=r"nowhere: not found; expected a folder holding VOCdevkit/VOC2012 .*host\.robots"):
+    with pytest.raises(
+        DataError, match=r"nowhere: not found; expected a folder holding VOCdevkit/VOC2012 .*host\.robots"
+    ):
         VOC(tmp_path / "nowhere")
     with pytest.raises(DataError, match=r"VOC2012: not found; expected VOCdevkit/VOC2012"):
         VOC(tmp_path)

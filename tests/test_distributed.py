@@ -14,11 +14,18 @@ from gcnseg.config import load_config
 from gcnseg.train import train
 
 COMMON = [
-    "model.backbone=resnet18", "model.k=3", "model.br=true",
+    "model.backbone=resnet18",
+    "model.k=3",
+    "model.br=true",
     "data.dataset=synthetic-shapes",
     "data.options={size: 32, num_classes: 3, length: 16, eval_length: 4, seed: 2}",
-    "optim.name=sgd", "optim.lr=0.01", "optim.momentum=0.9",
-    "train.iterations=3", "train.threads=1", "train.previews=0", "train.log_every=1",
+    "optim.name=sgd",
+    "optim.lr=0.01",
+    "optim.momentum=0.9",
+    "train.iterations=3",
+    "train.threads=1",
+    "train.previews=0",
+    "train.log_every=1",
 ]
 
 
@@ -31,16 +38,32 @@ def free_port() -> int:
 def test_two_process_gloo_matches_single_process(tmp_path):
     ddp_dir = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-           f"--master_port={free_port()}", "-m", "gcnseg", "train", "--no-progress",
-           *COMMON, "train.batch_size=2", "train.freeze_bn=true", "train.device=cpu", f"out_dir={ddp_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--nnodes=1",
+        f"--master_port={free_port()}",
+        "-m",
+        "gcnseg",
+        "train",
+        "--no-progress",
+        *COMMON,
+        "train.batch_size=2",
+        "train.freeze_bn=true",
+        "train.device=cpu",
+        f"out_dir={ddp_dir}",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "val mIoU" in proc.stdout
 
     single_dir = tmp_path / "single"
-    train(load_config(None, COMMON + ["train.batch_size=4", "train.freeze_bn=true", f"out_dir={single_dir}"]),
-          show_progress=False)
+    train(
+        load_config(None, COMMON + ["train.batch_size=4", "train.freeze_bn=true", f"out_dir={single_dir}"]),
+        show_progress=False,
+    )
 
     init_dir = tmp_path / "init"  # the same seed, no step: the initial weights
     train(load_config(None, COMMON + ["train.iterations=0", f"out_dir={init_dir}"]), show_progress=False)

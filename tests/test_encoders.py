@@ -85,8 +85,11 @@ def test_weights_api_loads_from_the_hub_cache(monkeypatch, tmp_path):
     cache = tmp_path / "hub" / "checkpoints"
     cache.mkdir(parents=True)
     torch.save(ref.state_dict(), cache / w.url.rsplit("/", 1)[1])
-    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict",
-                        lambda self, *a, **k: torch.hub.load_state_dict_from_url(self.url, check_hash=False, weights_only=True))
+    monkeypatch.setattr(
+        torchvision.models.WeightsEnum,
+        "get_state_dict",
+        lambda self, *a, **k: torch.hub.load_state_dict_from_url(self.url, check_hash=False, weights_only=True),
+    )
     features = build_encoder("resnet18", weights="IMAGENET1K_V1")
     torch.testing.assert_close(features.stem[0].weight, ref.conv1.weight)
 

@@ -19,6 +19,7 @@ def n_params(m: nn.Module) -> int:
 def matches_paper(exact: int, paper_k: int) -> bool:
     return abs(exact / 1000 - paper_k) < 1
 
+
 @pytest.mark.parametrize(("k", "paper_k"), [(3, 260), (5, 434), (7, 608), (9, 782)])
 def test_gcn_params_table2(k, paper_k):
     head = build_head("gcn", 2048, 21, k)

@@ -32,8 +32,25 @@ def test_parts_add_up_to_the_total(k):
 
 
 def test_cli_json(capsys):
-    assert main(["info", "--backbone", "resnet18", "--head", "gcn", "--k", "15", "--num-classes", "21",
-                 "--size", "64", "--json"]) == 0
+    assert (
+        main(
+            [
+                "info",
+                "--backbone",
+                "resnet18",
+                "--head",
+                "gcn",
+                "--k",
+                "15",
+                "--num-classes",
+                "21",
+                "--size",
+                "64",
+                "--json",
+            ]
+        )
+        == 0
+    )
     info = json.loads(capsys.readouterr().out)
     assert set(info["parts"]) == {"backbone", "heads", "boundary_refine", "upsampling"}
     assert info["parts"]["boundary_refine"]["params"] == 9 * 2 * (21 * 21 * 9 + 21)

@@ -103,8 +103,10 @@ class _TinyEncoder(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.convs = nn.ModuleList(nn.Conv2d(cin, cout, 3, stride=s, padding=1) for cin, cout, s in
-                                   zip((3, 8, 16, 24), self.channels, (4, 2, 2, 2)))
+        self.convs = nn.ModuleList(
+            nn.Conv2d(cin, cout, 3, stride=s, padding=1)
+            for cin, cout, s in zip((3, 8, 16, 24), self.channels, (4, 2, 2, 2))
+        )
 
     def forward(self, x):
         feats = []
@@ -136,7 +138,8 @@ def test_build_model_is_the_config_s_network():
     cfg = ModelConfig(backbone="resnet18", head="stack", k=[3, 5, 5, 3], br=False, upsample="bilinear", m=8)
     model = build_model(cfg, 4)
     ref = GCNSeg(4, "resnet18", head="stack", k=[3, 5, 5, 3], br=False, upsample="bilinear", m=8)
-    assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == \
-           [(k, tuple(v.shape)) for k, v in ref.state_dict().items()]
+    assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == [
+        (k, tuple(v.shape)) for k, v in ref.state_dict().items()
+    ]
     with pytest.raises(TypeError):  # the options are keyword arguments
         GCNSeg(4, "resnet18", "gcn", 15)

@@ -34,7 +34,12 @@ def test_table11_structure():
     gcn4 = [m for m in model.layer3 if isinstance(m, GCNBottleneck)]
     gcn5 = [m for m in model.layer4 if isinstance(m, GCNBottleneck)]
     assert len(gcn4) == 6 and len(gcn5) == 3
-    assert [c.kernel_size for c in gcn4[0].modules() if isinstance(c, torch.nn.Conv2d)][:4] == [(1, 5), (5, 1), (5, 1), (1, 5)]
+    assert [c.kernel_size for c in gcn4[0].modules() if isinstance(c, torch.nn.Conv2d)][:4] == [
+        (1, 5),
+        (5, 1),
+        (5, 1),
+        (1, 5),
+    ]
     assert gcn5[0].left[0][0].out_channels == 128 and gcn4[0].left[0][0].out_channels == 85
     # BatchNorm and ReLU after every convolution of the GCN branches (Section 4.1.2)
     assert all(len(s) == 3 for s in list(gcn4[0].left) + list(gcn4[0].right))

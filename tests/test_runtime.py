@@ -52,8 +52,12 @@ def test_atomic_path_all_or_nothing(tmp_path):
 def _imports(path: Path, module: str) -> set[str]:
     """The gcnseg modules that ``module`` imports anywhere (functions too; not under TYPE_CHECKING)."""
     tree = ast.parse(path.read_text())
-    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-                   for n in ast.walk(node)}
+    typing_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
     for node in ast.walk(tree):
@@ -81,8 +85,10 @@ def test_no_import_cycle_inside_the_package():
     for p in PACKAGE.rglob("*.py"):
         parts = list(p.relative_to(PACKAGE.parent).with_suffix("").parts)
         modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
-    graph = {m: {u for t in _imports(p, m) if t in modules for u in _with_packages(t, m) if u != m}
-             for m, p in modules.items()}
+    graph = {
+        m: {u for t in _imports(p, m) if t in modules for u in _with_packages(t, m) if u != m}
+        for m, p in modules.items()
+    }
     assert graph["gcnseg.evaluate"] and "gcnseg.runtime" in graph["gcnseg.evaluate"]  # the parser sees imports
     assert "gcnseg.ablate" in graph["gcnseg.ablate.report"] or "gcnseg.models" in graph["gcnseg.train.state"]
     state: dict[str, int] = {}
@@ -92,7 +98,7 @@ def test_no_import_cycle_inside_the_package():
         state[m] = 1
         path.append(m)
         for n in sorted(graph[m]):
-            assert state.get(n) != 1, "import cycle: " + " -> ".join(path[path.index(n):] + [n])
+            assert state.get(n) != 1, "import cycle: " + " -> ".join(path[path.index(n) :] + [n])
             if n not in state:
                 visit(n)
         path.pop()
@@ -105,9 +111,16 @@ def test_no_import_cycle_inside_the_package():
 
 def test_helpers_are_defined_once():
     """Device resolution, the cross-process reductions and atomic writes live in runtime.py only."""
-    home = ("def resolve_device", "def init_distributed", "def any_process", "def all_reduce_sum_", "def atomic_write",
-            "mkstemp(")
+    home = (
+        "def resolve_device",
+        "def init_distributed",
+        "def any_process",
+        "def all_reduce_sum_",
+        "def atomic_write",
+        "mkstemp(",
+    )
     gone = ("def _any_process", "def _all_reduce_", "def _tmp_beside")
-    where = {n: sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if n in p.read_text())
-             for n in home + gone}
+    where = {
+        n: sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if n in p.read_text()) for n in home + gone
+    }
     assert where == {**{n: ["runtime.py"] for n in home}, **{n: [] for n in gone}}

@@ -16,11 +16,18 @@ from gcnseg.config import load_config
 from gcnseg.train import TrainingError, train
 
 TINY = [
-    "model.backbone=resnet18", "model.k=3", "model.br=true",
+    "model.backbone=resnet18",
+    "model.k=3",
+    "model.br=true",
     "data.dataset=synthetic-shapes",
     "data.options={size: 32, num_classes: 3, length: 12, eval_length: 4, seed: 1}",
-    "optim.name=sgd", "optim.lr=0.01", "optim.momentum=0.9",
-    "train.batch_size=2", "train.log_every=1", "train.threads=1", "train.previews=2",
+    "optim.name=sgd",
+    "optim.lr=0.01",
+    "optim.momentum=0.9",
+    "train.batch_size=2",
+    "train.log_every=1",
+    "train.threads=1",
+    "train.previews=2",
     "train.deterministic=true",
 ]
 
@@ -43,7 +50,9 @@ def test_run_folder_contents(tmp_path):
     assert train_steps == [1, 2, 3, 4] and val_steps == [2, 4]
     assert all({"loss", "lr", "img_per_s"} <= set(r) for r in records if r["split"] == "train")
     # poly schedule: lr decays to 0 at the last step
-    assert records[-2]["lr"] == pytest.approx(0.0) or [r for r in records if r["split"] == "train"][-1]["lr"] == pytest.approx(0.0)
+    assert records[-2]["lr"] == pytest.approx(0.0) or [r for r in records if r["split"] == "train"][-1][
+        "lr"
+    ] == pytest.approx(0.0)
     # the last checkpoint: safetensors weights + JSON sidecar, loadable into a fresh model
     ckpt = resolve_checkpoint(run, "last")
     meta = json.loads((ckpt / "model.json").read_text())
@@ -70,6 +79,7 @@ def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
         if run.state.step == 5:
             raise KeyboardInterrupt  # killed between checkpoints: step 4 is the last one
         return loss
+
     monkeypatch.setattr(loop, "train_step", killed)
     with pytest.raises(KeyboardInterrupt):
         train(tiny(part, "train.iterations=6", "train.checkpoint_every=2", "train.previews=0"), show_progress=False)
@@ -86,8 +96,14 @@ def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
 
 def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, capsys):
     run = tmp_path / "nan"
-    cfg = tiny(run, "train.iterations=20", "train.checkpoint_every=1", "optim.lr=1e12", "optim.momentum=0.0",
-               "optim.schedule=constant")
+    cfg = tiny(
+        run,
+        "train.iterations=20",
+        "train.checkpoint_every=1",
+        "optim.lr=1e12",
+        "optim.momentum=0.0",
+        "optim.schedule=constant",
+    )
     with pytest.raises(TrainingError, match=r"loss is (nan|inf) at step \d+") as err:
         train(cfg, show_progress=False)
     assert "last good checkpoint" in str(err.value)
@@ -121,8 +137,13 @@ def test_init_from_previous_stage(trained_run, tmp_path):
     stage1 = trained_run
     stage2 = tmp_path / "s2"
     # zero iterations of stage 2: the weights are exactly those of stage 1
-    train(load_config(None, TRAINED_RUN + ["train.iterations=0", f"train.init_from={stage1}", "train.previews=0",
-                                           f"out_dir={stage2}"]), show_progress=False)
+    train(
+        load_config(
+            None,
+            TRAINED_RUN + ["train.iterations=0", f"train.init_from={stage1}", "train.previews=0", f"out_dir={stage2}"],
+        ),
+        show_progress=False,
+    )
     a = load_file(str(resolve_checkpoint(stage1, "best") / "model.safetensors"))
     b = load_file(str(resolve_checkpoint(stage2, "last") / "model.safetensors"))
     for k in a:
@@ -132,8 +153,15 @@ def test_init_from_previous_stage(trained_run, tmp_path):
 def test_repo_configs_are_valid():
     root = Path(__file__).resolve().parents[1] / "configs"
     files = sorted(p for p in root.glob("*.yaml"))
-    assert {"demo.yaml", "camvid.yaml", "voc_stage1.yaml", "voc_stage2.yaml", "voc_stage3.yaml",
-            "cityscapes_stage1.yaml", "cityscapes_stage2.yaml"} <= {p.name for p in files}
+    assert {
+        "demo.yaml",
+        "camvid.yaml",
+        "voc_stage1.yaml",
+        "voc_stage2.yaml",
+        "voc_stage3.yaml",
+        "cityscapes_stage1.yaml",
+        "cityscapes_stage2.yaml",
+    } <= {p.name for p in files}
     shipped = root.parent / "gcnseg" / "ablate" / "tables" / "voc.yaml"  # the base config of the paper tables
     for p in files + [shipped, root / "ablations" / "camvid.yaml"]:
         cfg = load_config(p)
@@ -159,8 +187,14 @@ def test_summary_without_any_scored_pixel_says_n_a():
     """A validation split whose pixels are all ignored has no mIoU: 'n/a', not a crash."""
     from gcnseg.train import format_summary
 
-    summary = {"steps": 3, "train_seconds": 1.0, "final": {"miou": None, "pixel_acc": None},
-               "best": {"miou": -1.0, "step": None}, "run_dir": "r", "best_checkpoint": "r/c"}
+    summary = {
+        "steps": 3,
+        "train_seconds": 1.0,
+        "final": {"miou": None, "pixel_acc": None},
+        "best": {"miou": -1.0, "step": None},
+        "run_dir": "r",
+        "best_checkpoint": "r/c",
+    }
     text = format_summary(summary)
     assert "val mIoU n/a  pixel acc n/a" in text and "best mIoU n/a at step None" in text
 

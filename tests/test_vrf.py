@@ -99,8 +99,24 @@ def test_cli_side_by_side(tmp_path, capsys):
     img = tmp_path / "img.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(img)
     out = tmp_path / "out" / "vrf.png"
-    assert main(["vrf", "--checkpoint", str(a), "--compare", str(b), "--image", str(img),
-                 "--point", "20,10", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "vrf",
+                "--checkpoint",
+                str(a),
+                "--compare",
+                str(b),
+                "--image",
+                str(img),
+                "--point",
+                "20,10",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     pic = Image.open(out)
     assert pic.size == (2 * 48 + 4, 40 + 16)
     doc = json.loads(out.with_suffix(".json").read_text())

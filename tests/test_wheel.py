@@ -13,8 +13,10 @@ from fakes import once_per_session
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = [f"gcnseg/ablate/tables/table{n}.yaml" for n in range(1, 6)] + ["gcnseg/ablate/tables/voc.yaml"]
-LOAD = ("import gcnseg; from gcnseg.ablate import load_table, table_path; t = load_table(table_path(1)); "
-        "print(gcnseg.__file__); print(t.base, t.base.is_file()); print(t.number, len(t.networks))")
+LOAD = (
+    "import gcnseg; from gcnseg.ablate import load_table, table_path; t = load_table(table_path(1)); "
+    "print(gcnseg.__file__); print(t.base, t.base.is_file()); print(t.number, len(t.networks))"
+)
 
 
 def _python(args: list[str], pythonpath: Path, cwd: Path) -> subprocess.CompletedProcess:

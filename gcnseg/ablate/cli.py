@@ -12,11 +12,19 @@ from .tables import load_table, table_path
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``gcnseg ablate`` (one of --table, --table-file; --out)."""
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--table", type=int, choices=range(1, 6), metavar="N",
-                       help="paper table 1-5 (shipped as gcnseg/ablate/tables/tableN.yaml)")
-    which.add_argument("--table-file", metavar="PATH",
-                       help="a table file of one's own (format: gcnseg/ablate/tables.py)")
-    p.add_argument("--config", metavar="FILE", help="base config (dataset, backbone, schedule) replacing the table's base")
+    which.add_argument(
+        "--table",
+        type=int,
+        choices=range(1, 6),
+        metavar="N",
+        help="paper table 1-5 (shipped as gcnseg/ablate/tables/tableN.yaml)",
+    )
+    which.add_argument(
+        "--table-file", metavar="PATH", help="a table file of one's own (format: gcnseg/ablate/tables.py)"
+    )
+    p.add_argument(
+        "--config", metavar="FILE", help="base config (dataset, backbone, schedule) replacing the table's base"
+    )
     p.add_argument("--budget", help="per network: iterations (300, 300it) or wall-clock time (90s, 20m, 1.5h)")
     p.add_argument("--seed", type=int, help="train.seed of every network (default: the config's)")
     p.add_argument("--out", required=True, metavar="DIR", help="one run folder per network, and the table")
@@ -28,7 +36,12 @@ def command_line(args: argparse.Namespace) -> str:
     """The command as one would type it again (written into the report)."""
     parts = ["gcnseg", "ablate"]
     parts += ["--table", str(args.table)] if args.table is not None else ["--table-file", args.table_file]
-    for flag, value in (("--config", args.config), ("--budget", args.budget), ("--seed", args.seed), ("--out", args.out)):
+    for flag, value in (
+        ("--config", args.config),
+        ("--budget", args.budget),
+        ("--seed", args.seed),
+        ("--out", args.out),
+    ):
         if value is not None:
             parts += [flag, str(value)]
     return shlex.join(parts + list(args.overrides))
@@ -37,6 +50,14 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the table named by ``--table`` or ``--table-file``; 0 when every network is done."""
     table = load_table(args.table_file if args.table_file else table_path(args.table))
-    ablate(table, args.out, args.config, args.overrides, args.seed, args.budget,
-           show_progress=not args.no_progress, command=command_line(args))
+    ablate(
+        table,
+        args.out,
+        args.config,
+        args.overrides,
+        args.seed,
+        args.budget,
+        show_progress=not args.no_progress,
+        command=command_line(args),
+    )
     return 0

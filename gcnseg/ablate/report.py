@@ -28,20 +28,33 @@ def head_params(cfg: Config, num_classes: int) -> tuple[int, int]:
         raise GcnsegError(f"model.backbone={cfg.model.backbone!r}: unknown (known: {', '.join(ENCODERS)})")
     channels = ENCODERS[cfg.model.backbone][1]
     with torch.device("meta"):  # shapes only: no memory, no initialisation (Table 4 heads hold 10^8 weights)
-        counts = [sum(p.numel() for p in build_head(cfg.model.head, c, num_classes, k, cfg.model.m).parameters())
-                  for c, k in zip(channels, per_stage_k(cfg.model.k))]
+        counts = [
+            sum(p.numel() for p in build_head(cfg.model.head, c, num_classes, k, cfg.model.m).parameters())
+            for c, k in zip(channels, per_stage_k(cfg.model.k))
+        ]
     return counts[3], sum(counts)
 
 
 def network_row(net: Network, cfg: Config, summary: dict[str, Any] | None, num_classes: int | None) -> dict[str, Any]:
     """One network's entry of ``tableN.json``: pending until its summary exists; head
     parameters once the number of classes is known (from the first checkpoint)."""
-    row: dict[str, Any] = {"name": net.name, "slug": net.slug, "run_dir": cfg.out_dir, "set": net.set,
-                           "paper": net.paper, "status": "pending", "measured": {}}
+    row: dict[str, Any] = {
+        "name": net.name,
+        "slug": net.slug,
+        "run_dir": cfg.out_dir,
+        "set": net.set,
+        "paper": net.paper,
+        "status": "pending",
+        "measured": {},
+    }
     if summary is not None:
         final = summary["final"]
-        row.update(status="done", steps=summary["steps"], train_seconds=summary["train_seconds"],
-                   measured={k: 100 * final[k] for k in METRICS if isinstance(final.get(k), (int, float))})
+        row.update(
+            status="done",
+            steps=summary["steps"],
+            train_seconds=summary["train_seconds"],
+            measured={k: 100 * final[k] for k in METRICS if isinstance(final.get(k), (int, float))},
+        )
     if num_classes is not None:
         res5, heads = head_params(cfg, num_classes)
         row["head_params"] = {"res5": res5, "all": heads}
@@ -68,7 +81,9 @@ def format_markdown(table: Table, rows: list[dict[str, Any]], context: dict[str,
     """The report: paper and measured values side by side, head parameters, time, and the setting."""
     header = ["Network"]
     for c in table.columns:
-        header += [f"{LABELS[c]} (paper)", f"{LABELS[c]} (measured)"] if c != "head_params" else [f"{LABELS[c]} (paper)"]
+        header += (
+            [f"{LABELS[c]} (paper)", f"{LABELS[c]} (measured)"] if c != "head_params" else [f"{LABELS[c]} (paper)"]
+        )
     header += ["res-5 head params", "all heads params", "steps", "train time"]
     lines = [
         f"# Table {table.number}: {table.title}",
@@ -87,8 +102,12 @@ def format_markdown(table: Table, rows: list[dict[str, Any]], context: dict[str,
             if c != "head_params":
                 cells.append(_cell(r["measured"].get(c), c))
         hp = r.get("head_params", {})
-        cells += [_cell(hp.get("res5"), "head_params"), _cell(hp.get("all"), "head_params"),
-                  str(r.get("steps", "-")), _duration(r["train_seconds"]) if "train_seconds" in r else "-"]
+        cells += [
+            _cell(hp.get("res5"), "head_params"),
+            _cell(hp.get("all"), "head_params"),
+            str(r.get("steps", "-")),
+            _duration(r["train_seconds"]) if "train_seconds" in r else "-",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -102,9 +121,18 @@ def format_markdown(table: Table, rows: list[dict[str, Any]], context: dict[str,
         f"- overrides for every network: {', '.join(f'`{o}`' for o in context['overrides']) or 'none'}",
         "- networks:",
     ]
-    lines += [f"  - {r['name']} (`{r['run_dir']}`): " + ", ".join(f"`{k}={v}`" for k, v in r["set"].items()) for r in rows]
-    lines += ["", "Configuration shared by the networks (each network's settings above replace its keys):", "", "```yaml",
-              context["common_yaml"].rstrip(), "```", ""]
+    lines += [
+        f"  - {r['name']} (`{r['run_dir']}`): " + ", ".join(f"`{k}={v}`" for k, v in r["set"].items()) for r in rows
+    ]
+    lines += [
+        "",
+        "Configuration shared by the networks (each network's settings above replace its keys):",
+        "",
+        "```yaml",
+        context["common_yaml"].rstrip(),
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -115,8 +143,14 @@ def write_report(out: Path, table: Table, rows: list[dict[str, Any]], context: d
 
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"table{table.number}"
-    doc = {"table": table.number, "title": table.title, "columns": table.columns, "units": "percent; head params: count",
-           **{k: v for k, v in context.items() if k != "common_yaml"}, "networks": rows}
+    doc = {
+        "table": table.number,
+        "title": table.title,
+        "columns": table.columns,
+        "units": "percent; head params: count",
+        **{k: v for k, v in context.items() if k != "common_yaml"},
+        "networks": rows,
+    }
     atomic_write_text(stem.with_suffix(".json"), json.dumps(doc, indent=2))
     atomic_write_text(stem.with_suffix(".md"), format_markdown(table, rows, context))
     plot_table(table, rows, stem.with_suffix(".png"), LABELS)

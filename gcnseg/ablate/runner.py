@@ -29,7 +29,15 @@ from .tables import LABELS, Table
 
 # keys that do not change what a run computes: a finished run may differ in them (``name``
 # too, so tables that share a network, e.g. "GCN k=3" in Tables 1-3, share its run in one OUT)
-NEUTRAL_KEYS = {"name", "train.device", "train.threads", "data.workers", "data.root", "train.previews", "train.log_every"}
+NEUTRAL_KEYS = {
+    "name",
+    "train.device",
+    "train.threads",
+    "data.workers",
+    "data.root",
+    "train.previews",
+    "train.log_every",
+}
 
 
 def parse_budget(text: str | None) -> dict[str, Any]:
@@ -63,8 +71,13 @@ def _overlaps(a: str, b: str) -> bool:
     return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
-def common_config(table: Table, config: str | Path | None = None, overrides: list[str] | None = None,
-                  seed: int | None = None, budget: str | None = None) -> Config:
+def common_config(
+    table: Table,
+    config: str | Path | None = None,
+    overrides: list[str] | None = None,
+    seed: int | None = None,
+    budget: str | None = None,
+) -> Config:
     """What every network shares: base config, the table's ``set``, the overrides, seed and budget."""
     base = Path(config) if config is not None else table.base
     if base is None:
@@ -75,8 +88,14 @@ def common_config(table: Table, config: str | Path | None = None, overrides: lis
     return apply_overrides(cfg, overrides, fixed)
 
 
-def network_configs(table: Table, out: Path, config: str | Path | None = None, overrides: list[str] | None = None,
-                    seed: int | None = None, budget: str | None = None) -> list[Config]:
+def network_configs(
+    table: Table,
+    out: Path,
+    config: str | Path | None = None,
+    overrides: list[str] | None = None,
+    seed: int | None = None,
+    budget: str | None = None,
+) -> list[Config]:
     """The checked :class:`Config` of every network of ``table`` (order: :mod:`gcnseg.ablate.tables`)."""
     overrides = list(overrides or [])
     budget_keys = parse_budget(budget)
@@ -87,8 +106,10 @@ def network_configs(table: Table, out: Path, config: str | Path | None = None, o
         key = item.split("=", 1)[0].strip()
         clash = sorted(r for r in reserved if _overlaps(key, r))
         if clash:
-            raise GcnsegError(f"override {item!r}: {', '.join(clash)} is set by the ablation itself "
-                              "(by the table's networks, --seed, --budget or --out)")
+            raise GcnsegError(
+                f"override {item!r}: {', '.join(clash)} is set by the ablation itself "
+                "(by the table's networks, --seed, --budget or --out)"
+            )
     common = common_config(table, config, overrides, seed, budget)
     configs = []
     for net in table.networks:
@@ -107,8 +128,10 @@ def _check_same_run(run_dir: Path, cfg: Config) -> None:
     diff = sorted(k for k in set(old) | set(new) if k not in NEUTRAL_KEYS and old.get(k) != new.get(k))
     if diff:
         shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
-        raise GcnsegError(f"{run_dir}: holds a run of another configuration ({shown}{', ...' if len(diff) > 4 else ''}); "
-                          "use another --out or delete that folder")
+        raise GcnsegError(
+            f"{run_dir}: holds a run of another configuration ({shown}{', ...' if len(diff) > 4 else ''}); "
+            "use another --out or delete that folder"
+        )
 
 
 def run_network(cfg: Config, show_progress: bool = True) -> tuple[str, dict[str, Any]]:
@@ -125,8 +148,15 @@ def run_network(cfg: Config, show_progress: bool = True) -> tuple[str, dict[str,
     return ("resumed" if resume else "trained"), json.loads(summary_path.read_text())
 
 
-def _context(table: Table, configs: list[Config], config: str | Path | None, overrides: list[str] | None,
-             seed: int | None, budget: str | None, command: str | None) -> dict[str, Any]:
+def _context(
+    table: Table,
+    configs: list[Config],
+    config: str | Path | None,
+    overrides: list[str] | None,
+    seed: int | None,
+    budget: str | None,
+    command: str | None,
+) -> dict[str, Any]:
     """The setting written into the report: command, files, seed, budget, shared config."""
     shared = common_config(table, config, overrides, seed, budget)
     return {
@@ -136,14 +166,22 @@ def _context(table: Table, configs: list[Config], config: str | Path | None, ove
         "seed": configs[0].train.seed,
         "budget": budget_label(budget, configs[0]),
         "overrides": list(overrides or []),
-        "common_yaml": yaml.safe_dump({k: v for k, v in shared.to_dict().items() if k not in ("name", "out_dir")},
-                                      sort_keys=False),
+        "common_yaml": yaml.safe_dump(
+            {k: v for k, v in shared.to_dict().items() if k not in ("name", "out_dir")}, sort_keys=False
+        ),
     }
 
 
-def ablate(table: Table, out: str | Path, config: str | Path | None = None, overrides: list[str] | None = None,
-           seed: int | None = None, budget: str | None = None, show_progress: bool = True,
-           command: str | None = None) -> dict[str, Any]:
+def ablate(
+    table: Table,
+    out: str | Path,
+    config: str | Path | None = None,
+    overrides: list[str] | None = None,
+    seed: int | None = None,
+    budget: str | None = None,
+    show_progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
     """Train (or resume, or skip) every network of ``table``; returns the report's JSON content."""
     out = Path(out)
     configs = network_configs(table, out, config, overrides, seed, budget)
@@ -164,9 +202,15 @@ def ablate(table: Table, out: str | Path, config: str | Path | None = None, over
 
             num_classes = int(read_meta(resolve_checkpoint(cfg.out_dir, "last"))["num_classes"])
         final = summary["final"]
-        print(f"[{i + 1}/{len(configs)}] {net.name}: {status}, " + ", ".join(
-            f"{LABELS[c]} {100 * final[c]:.2f}" + (f" (paper {net.paper[c]:.1f})" if c in net.paper else "")
-            for c in table.columns if c != "head_params" and isinstance(final.get(c), (int, float))), flush=True)
+        print(
+            f"[{i + 1}/{len(configs)}] {net.name}: {status}, "
+            + ", ".join(
+                f"{LABELS[c]} {100 * final[c]:.2f}" + (f" (paper {net.paper[c]:.1f})" if c in net.paper else "")
+                for c in table.columns
+                if c != "head_params" and isinstance(final.get(c), (int, float))
+            ),
+            flush=True,
+        )
         if main:  # under torchrun, one process writes the report
             paths = write_report(out, table, rows(), context)
     if not main:

@@ -42,8 +42,15 @@ from ..errors import GcnsegError
 
 METRICS = ("miou", "boundary_acc", "internal_acc", "pixel_acc", "mean_acc", "fwiou")
 COLUMNS = METRICS + ("head_params",)
-LABELS = {"miou": "mIoU", "boundary_acc": "boundary acc", "internal_acc": "internal acc", "pixel_acc": "pixel acc",
-          "mean_acc": "mean acc", "fwiou": "fwIoU", "head_params": "res-5 head params"}
+LABELS = {
+    "miou": "mIoU",
+    "boundary_acc": "boundary acc",
+    "internal_acc": "internal acc",
+    "pixel_acc": "pixel acc",
+    "mean_acc": "mean acc",
+    "fwiou": "fwIoU",
+    "head_params": "res-5 head params",
+}
 
 
 @dataclass
@@ -112,12 +119,18 @@ def _network(item: Any, columns: list[str], where: str) -> Network:
     if set(item) - {"name", "paper", "set"}:
         raise GcnsegError(f"{where}: unknown keys {sorted(set(item) - {'name', 'paper', 'set'})}")
     paper = item.get("paper") or {}
-    if not isinstance(paper, dict) or not set(paper) <= set(columns) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in paper.values()
+    if (
+        not isinstance(paper, dict)
+        or not set(paper) <= set(columns)
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in paper.values())
     ):
         raise GcnsegError(f"{where}: paper must map columns ({', '.join(columns)}) to numbers, got {paper!r}")
-    return Network(item["name"], slugify(item["name"]), {k: float(v) for k, v in paper.items()},
-                   _dotted(item.get("set"), f"{where}.set"))
+    return Network(
+        item["name"],
+        slugify(item["name"]),
+        {k: float(v) for k, v in paper.items()},
+        _dotted(item.get("set"), f"{where}.set"),
+    )
 
 
 def load_table(path: str | Path) -> Table:
@@ -148,5 +161,12 @@ def load_table(path: str | Path) -> Table:
     if not isinstance(number, int) or isinstance(number, bool):
         raise GcnsegError(f"{path}: table must be the paper's table number, got {number!r}")
     base = data.get("base")
-    return Table(number, str(data.get("title", f"Table {number}")), list(columns), networks, path,
-                 (path.parent / base) if base else None, _dotted(data.get("set"), f"{path}: set"))
+    return Table(
+        number,
+        str(data.get("title", f"Table {number}")),
+        list(columns),
+        networks,
+        path,
+        (path.parent / base) if base else None,
+        _dotted(data.get("set"), f"{path}: set"),
+    )

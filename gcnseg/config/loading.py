@@ -206,8 +206,9 @@ def given(flags: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in flags.items() if v is not None}
 
 
-def apply_overrides(cfg: Config, overrides: list[str] | None = None, values: dict[str, Any] | None = None,
-                    source: str = "overrides") -> Config:
+def apply_overrides(
+    cfg: Config, overrides: list[str] | None = None, values: dict[str, Any] | None = None, source: str = "overrides"
+) -> Config:
     """A new checked :class:`Config`: ``cfg`` with ``section.key=value`` overrides, then
     ``values`` (dotted key -> value, as they are) applied. The one way to change a config:
     every command applies its overrides and the flags that are shorthands for them

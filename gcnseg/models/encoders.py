@@ -48,10 +48,15 @@ class Encoder(Protocol):
 def check_encoder(encoder: nn.Module) -> tuple[int, int, int, int]:
     """The four channel counts of ``encoder``, or a ValueError saying what is missing."""
     channels = getattr(encoder, "channels", None)
-    if (not isinstance(channels, Sequence) or len(channels) != 4
-            or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels)):
-        raise ValueError(f"an encoder needs a 'channels' attribute of four positive ints (its maps at strides "
-                         f"4, 8, 16, 32), got {channels!r} on {type(encoder).__name__}")
+    if (
+        not isinstance(channels, Sequence)
+        or len(channels) != 4
+        or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels)
+    ):
+        raise ValueError(
+            f"an encoder needs a 'channels' attribute of four positive ints (its maps at strides "
+            f"4, 8, 16, 32), got {channels!r} on {type(encoder).__name__}"
+        )
     return (channels[0], channels[1], channels[2], channels[3])
 
 
@@ -73,7 +78,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt file, or a pickle holding more than tensors
-        raise WeightsError(f"{path}: not a readable state dict ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise WeightsError(
+            f"{path}: not a readable state dict ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and set(state) == {key}:
             state = state[key]

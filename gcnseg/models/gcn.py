@@ -22,7 +22,9 @@ HEAD_KINDS = ("gcn", "conv1x1", "convkxk", "stack")
 
 def _check_odd(k: int, what: str = "k") -> None:
     if not isinstance(k, int) or isinstance(k, bool) or k < 1 or k % 2 == 0:
-        raise ValueError(f"{what} must be a positive odd integer (paper 4.1.1: odd sizes avoid alignment error), got {k!r}")
+        raise ValueError(
+            f"{what} must be a positive odd integer (paper 4.1.1: odd sizes avoid alignment error), got {k!r}"
+        )
 
 
 class GlobalConv(nn.Module):

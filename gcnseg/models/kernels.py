@@ -90,11 +90,19 @@ class StripConv(nn.Conv2d):
         return self.kernel_size[0] * self.kernel_size[1]
 
     def _fast(self, x: torch.Tensor) -> bool:
-        return (self.fast and x.device.type == "cpu" and x.dim() == 4 and self.k >= self.fast_from_k
-                and (self.kernel_size, self.padding) == self._geometry(self.k, self.vertical)
-                and self.padding_mode == "zeros"
-                and self.stride == (1, 1) and self.dilation == (1, 1) and self.groups == 1
-                and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export())
+        return (
+            self.fast
+            and x.device.type == "cpu"
+            and x.dim() == 4
+            and self.k >= self.fast_from_k
+            and (self.kernel_size, self.padding) == self._geometry(self.k, self.vertical)
+            and self.padding_mode == "zeros"
+            and self.stride == (1, 1)
+            and self.dilation == (1, 1)
+            and self.groups == 1
+            and not torch.jit.is_tracing()
+            and not torch.onnx.is_in_onnx_export()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._fast(x):
@@ -108,8 +116,9 @@ class StripConv(nn.Conv2d):
         cl = torch.channels_last
         # the transposed weight as a plain tensor: the gradient of a strided view fails in
         # PyTorch's fallback convolution on tiny maps (stride, dilation, groups are 1: _fast)
-        y = F.conv2d(x.transpose(2, 3).contiguous(memory_format=cl), _SwapHW.apply(self.weight), self.bias,
-                     1, self.padding[::-1])
+        y = F.conv2d(
+            x.transpose(2, 3).contiguous(memory_format=cl), _SwapHW.apply(self.weight), self.bias, 1, self.padding[::-1]
+        )
         return y.transpose(2, 3).contiguous(memory_format=cl)
 
     def _tap_groups(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,6 +132,6 @@ class StripConv(nn.Conv2d):
         # summed in float32 at least, so bf16 group outputs are rounded once, at the end
         y = z[:, :o].narrow(dim, 0, n).to(torch.promote_types(z.dtype, torch.float32))
         for i in range(1, g):  # tap 3i + j of the strip = tap j of group i, 3i rows (columns) on
-            y = y + z[:, i * o:(i + 1) * o].narrow(dim, 3 * i, n)
+            y = y + z[:, i * o : (i + 1) * o].narrow(dim, 3 * i, n)
         y = y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
         return y.to(z.dtype)  # the dtype of the plain call's result

@@ -73,7 +73,9 @@ class GCNSeg(nn.Module):
         ks = per_stage_k(k)
         if isinstance(backbone, nn.Module):
             if weights is not None:
-                raise ValueError("weights name the weights of a backbone given by name; load a module's own weights yourself")
+                raise ValueError(
+                    "weights name the weights of a backbone given by name; load a module's own weights yourself"
+                )
             self.backbone = backbone
         else:
             self.backbone = build_encoder(backbone, weights)
@@ -121,5 +123,13 @@ def build_model(cfg: ModelConfig, num_classes: int, pretrained: bool = True) -> 
     """The network that ``cfg`` (the ``model`` section of a config) describes.
 
     ``pretrained=False`` leaves out ``cfg.weights`` (the weights come from a checkpoint)."""
-    return GCNSeg(num_classes, cfg.backbone, head=cfg.head, k=cfg.k, br=cfg.br, upsample=cfg.upsample,
-                  weights=cfg.weights if pretrained else None, m=cfg.m)
+    return GCNSeg(
+        num_classes,
+        cfg.backbone,
+        head=cfg.head,
+        k=cfg.k,
+        br=cfg.br,
+        upsample=cfg.upsample,
+        weights=cfg.weights if pretrained else None,
+        m=cfg.m,
+    )

@@ -26,8 +26,9 @@ def run(args: argparse.Namespace) -> int:
         saved = run_dir / "config.yaml"
         if not saved.is_file():
             raise CheckpointError(f"{saved}: not found; --resume takes the folder of an earlier run")
-        cfg = apply_overrides(load_config(saved), args.overrides, {"out_dir": str(run_dir)},
-                              source=f"{saved} + overrides")
+        cfg = apply_overrides(
+            load_config(saved), args.overrides, {"out_dir": str(run_dir)}, source=f"{saved} + overrides"
+        )
     else:
         if not args.config and not args.overrides:
             raise GcnsegError("give --config FILE (see configs/) or KEY=VALUE overrides")

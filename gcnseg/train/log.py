@@ -50,7 +50,11 @@ def format_summary(s: dict[str, Any]) -> str:
     lines = [
         f"done: {s['steps']} steps in {s['train_seconds']:.0f} s",
         f"val mIoU {pct(f['miou'])}  pixel acc {pct(f['pixel_acc'])}"
-        + (f"  boundary acc {pct(f['boundary_acc'])}  internal acc {pct(f['internal_acc'])}" if "boundary_acc" in f else ""),
+        + (
+            f"  boundary acc {pct(f['boundary_acc'])}  internal acc {pct(f['internal_acc'])}"
+            if "boundary_acc" in f
+            else ""
+        ),
         f"best mIoU {pct(s['best']['miou'])} at step {s['best']['step']}",
         f"run folder     {s['run_dir']}",
         f"best weights   {s['best_checkpoint']}",

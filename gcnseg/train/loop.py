@@ -34,7 +34,6 @@ class TrainingError(GcnsegError):
     """Training cannot go on (e.g. a non-finite loss)."""
 
 
-
 def save(run: Run, metrics: dict[str, Any] | None, is_best: bool) -> None:
     """A checkpoint of the current step (main process): weights, sidecar, training state."""
     if not run.is_main:
@@ -70,8 +69,16 @@ def _train_mode(run: Run) -> None:
 def validate(run: Run) -> dict[str, Any]:
     """Score the model on the validation split, log it, keep the best, save a checkpoint."""
     cfg = run.cfg
-    result = evaluate(run.model, run.val_set, cfg.eval, run.device, run.train_set.num_classes,
-                      cfg.data.ignore_index, show_progress=False, amp_dtype=run.amp_dtype)
+    result = evaluate(
+        run.model,
+        run.val_set,
+        cfg.eval,
+        run.device,
+        run.train_set.num_classes,
+        cfg.data.ignore_index,
+        show_progress=False,
+        amp_dtype=run.amp_dtype,
+    )
     s = run.state
     run.log.write({"step": s.step, "split": "val", **{k: v for k, v in result.items() if isinstance(v, (int, float))}})
     improved = result["miou"] is not None and result["miou"] > s.best["miou"]
@@ -112,9 +119,15 @@ def train_one_epoch(run: Run, bar: Any, deadline: float | None) -> bool:
     cfg, t, s = run.cfg, run.cfg.train, run.state
     epoch, offset = divmod(s.step, run.steps_per_epoch)
     sampler = EpochSampler(len(run.train_set), t.batch_size, run.rank, run.world, t.seed, epoch, offset)
-    loader = DataLoader(SeededSamples(run.train_set), batch_size=t.batch_size, sampler=sampler,
-                        num_workers=cfg.data.workers, drop_last=True, pin_memory=run.device.type == "cuda",
-                        persistent_workers=False)
+    loader = DataLoader(
+        SeededSamples(run.train_set),
+        batch_size=t.batch_size,
+        sampler=sampler,
+        num_workers=cfg.data.workers,
+        drop_last=True,
+        pin_memory=run.device.type == "cuda",
+        persistent_workers=False,
+    )
     for images, masks in loader:
         loss = train_step(run, images, masks)
         s.seen += images.shape[0] * run.world
@@ -159,8 +172,9 @@ def _finish(run: Run, final: dict[str, Any]) -> dict[str, Any]:
         except Exception as e:  # a picture must never lose a finished run
             print(f"gcnseg: warning: could not draw curves ({e})", file=sys.stderr)
         if run.cfg.train.previews:
-            summary["previews"] = str(write_previews(run.model, run.val_set, run.run_dir / "previews",
-                                                     run.cfg.train.previews, run.device))
+            summary["previews"] = str(
+                write_previews(run.model, run.val_set, run.run_dir / "previews", run.cfg.train.previews, run.device)
+            )
     return summary
 
 
@@ -170,8 +184,15 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
 
     run = setup(cfg, resume)
     s = run.state
-    bar = tqdm(total=run.total, initial=s.step, disable=not (run.is_main and show_progress), dynamic_ncols=True,
-               desc=cfg.name, unit="it", mininterval=1.0)
+    bar = tqdm(
+        total=run.total,
+        initial=s.step,
+        disable=not (run.is_main and show_progress),
+        dynamic_ncols=True,
+        desc=cfg.name,
+        unit="it",
+        mininterval=1.0,
+    )
     _train_mode(run)
     s.started = s.window_start = time.perf_counter()
     # train.max_minutes: a wall-clock budget over all sessions of the run (gcnseg ablate --budget 20m)

@@ -18,8 +18,9 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: 
     if logits.device.type == "cpu" and logits.dim() == 4 and logits.is_contiguous(memory_format=torch.channels_last):
         n, c, h, w = logits.shape
         if target.shape != (n, h, w):  # what the plain call would refuse
-            raise ValueError(f"target of shape {tuple(target.shape)} for scores of shape {tuple(logits.shape)}: "
-                             f"expected {(n, h, w)}")
+            raise ValueError(
+                f"target of shape {tuple(target.shape)} for scores of shape {tuple(logits.shape)}: expected {(n, h, w)}"
+            )
         logits, target = logits.permute(0, 2, 3, 1).reshape(-1, c), target.reshape(-1)
     loss = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
     return loss / (target != ignore_index).sum().clamp(min=1)

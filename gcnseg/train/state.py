@@ -96,8 +96,11 @@ def _warn_emulated_bf16(amp_dtype: torch.dtype | None, device: torch.device) -> 
     from ..optimize import native_bf16
 
     if amp_dtype == torch.bfloat16 and device.type == "cpu" and not native_bf16():
-        print("warning: train.amp=bf16 on a CPU without native bf16 (AVX512-BF16/AMX): emulated, "
-              "likely slower than float32", file=sys.stderr)
+        print(
+            "warning: train.amp=bf16 on a CPU without native bf16 (AVX512-BF16/AMX): emulated, "
+            "likely slower than float32",
+            file=sys.stderr,
+        )
 
 
 def _prepare_model(cfg: Config, num_classes: int, device: torch.device, world: int) -> nn.Module:
@@ -112,7 +115,9 @@ def _prepare_model(cfg: Config, num_classes: int, device: torch.device, world: i
             p.requires_grad_(False)
     if t.sync_bn and world > 1:
         if device.type == "cpu":
-            raise GcnsegError("train.sync_bn: PyTorch's SyncBatchNorm needs GPUs; on CPU use train.freeze_bn=true or sync_bn=false")
+            raise GcnsegError(
+                "train.sync_bn: PyTorch's SyncBatchNorm needs GPUs; on CPU use train.freeze_bn=true or sync_bn=false"
+            )
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if t.channels_last:
@@ -173,5 +178,22 @@ def setup(cfg: Config, resume: bool = False) -> Run:
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     # autocast on CUDA and, for bf16, on the CPU (oneDNN's native bf16 where the CPU has it)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    return Run(cfg, run_dir, device, amp_dtype, rank, world, train_set, val_set, model, ddp, optimizer, scheduler,
-               scaler, steps_per_epoch, total, RunLog(run_dir, rank == 0), state)
+    return Run(
+        cfg,
+        run_dir,
+        device,
+        amp_dtype,
+        rank,
+        world,
+        train_set,
+        val_set,
+        model,
+        ddp,
+        optimizer,
+        scheduler,
+        scaler,
+        steps_per_epoch,
+        total,
+        RunLog(run_dir, rank == 0),
+        state,
+    )
