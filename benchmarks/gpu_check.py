@@ -135,7 +135,7 @@ def check_command_line(out: Path, steps: int) -> dict[str, float]:
 
 
 def check_layout(size: int, batch: int, repeats: int) -> dict[str, float]:
-    from gcnseg.bench import _round_times, _rows
+    from gcnseg.bench import ratio_rows, round_times
     from gcnseg.models import GCNSeg
 
     torch.backends.cudnn.benchmark = True
@@ -152,7 +152,7 @@ def check_layout(size: int, batch: int, repeats: int) -> dict[str, float]:
 
         return fn
 
-    rows = _rows(_round_times({"NCHW": call(nchw, x), "channels-last": call(cl, xcl)}, repeats, 3), "NCHW")
+    rows = ratio_rows(round_times({"NCHW": call(nchw, x), "channels-last": call(cl, xcl)}, repeats, 3), "NCHW")
     for r in rows:
         print(f"eager GCNSeg-R50, batch {batch}, bf16, {r['name']:<14} {r['ms']:8.1f} ms  {r['ratio']:.2f}x")
     return {r["name"]: r["ms"] for r in rows}

@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("gcnseg.evaluate", "evaluate a checkpoint: mIoU, boundary/internal accuracy"),
     "predict": ("gcnseg.predict", "segment images and write label maps and pictures"),
     "export": ("gcnseg.export", "export a checkpoint to ONNX or TorchScript"),
-    "bench": ("gcnseg.bench", "time GCNSeg against ResNet-50 and other segmentation networks"),
+    "bench": ("gcnseg.bench.cli", "time GCNSeg against ResNet-50 and other segmentation networks"),
     "ablate": ("gcnseg.ablate.cli", "train and tabulate the networks of a paper ablation table (Tables 1-5)"),
     "vrf": ("gcnseg.vrf", "valid receptive field of the score map at one point (Figure 3)"),
 }

@@ -61,13 +61,13 @@ def test_gpu_rows_do_not_inherit_the_cpus_bf16_choice(monkeypatch):
     import gcnseg.optimize as opt
 
     monkeypatch.setattr(opt, "native_bf16", lambda: True)
-    models = bench._inference_models(3, device="meta")  # any device that is not the CPU
+    models = bench.inference_models(3, device="meta")  # any device that is not the CPU
     assert models["GCNSeg-R50 optimised (default)"].backbone_dtype == torch.float32
 
 
 def test_ratios_are_medians_of_same_round_ratios():
-    from gcnseg.bench import _rows
+    from gcnseg.bench import ratio_rows
 
     # rounds: the machine slows down in round 3 for both; per-round ratios 2, 1, 3 -> 2
-    rows = _rows({"ref": [1.0, 2.0, 3.0], "a": [2.0, 2.0, 9.0]}, "ref")
+    rows = ratio_rows({"ref": [1.0, 2.0, 3.0], "a": [2.0, 2.0, 9.0]}, "ref")
     assert rows == [{"name": "ref", "ms": 2000.0, "ratio": 1.0}, {"name": "a", "ms": 2000.0, "ratio": 2.0}]

@@ -1,0 +1,104 @@
+"""The ``gcnseg bench`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .cases import bench_inference, bench_metrics, bench_peak_memory, bench_train_step
+
+
+def formatratio_rows(title: str, rows: list[dict[str, Any]]) -> str:
+    lines = [title, f"  {'':<42}{'ms':>10}{'ratio':>9}"]
+    lines += [f"  {r['name']:<42}{r['ms']:>10.1f}{r['ratio']:>8.2f}x" for r in rows]
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", type=int, default=512, help="square input size (default 512)")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    p.add_argument("--repeats", type=int, default=5, help="timed calls per model (median; default 5)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--json", dest="json_out", help="write the results to this JSON file")
+    p.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["inference", "train", "metrics", "memory", "gpu"],
+        help="parts to leave out",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    result: dict[str, Any] = {
+        "size": args.size,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "torch": torch.__version__,
+        "cpu": _cpu_name(),
+    }
+    print(
+        f"gcnseg bench: 1x3x{args.size}x{args.size}, {args.threads} threads, median of {args.repeats} "
+        f"after {args.warmup} warm-up, torch {torch.__version__}, {result['cpu']}"
+    )
+    if "inference" not in args.skip:
+        r = bench_inference(args.size, args.repeats, args.warmup)
+        result["inference"] = r
+        print(formatratio_rows("inference (eval, fp32)", r["rows"]))
+        a = r["optimised_argmax_agreement"]
+        print(
+            f"  argmax agreement with eager on this untrained network (near-tied scores): fp32 "
+            f"{100 * a['fp32']:.3f}%, default ({r['default_backbone_dtype']} backbone) {100 * a['default']:.3f}%"
+        )
+    if "train" not in args.skip:
+        r = bench_train_step(args.size, max(3, args.repeats // 2), 1)
+        result["train"] = r
+        print(formatratio_rows("training step (batch 1)", r["rows"]))
+    if "metrics" not in args.skip:
+        r = bench_metrics(args.repeats)
+        result["metrics"] = r
+        print(
+            "metric accumulation, 1024x2048 label maps: "
+            + ", ".join(f"{k} {v:.0f} Mpx/s" for k, v in r["mpx_per_s"].items())
+        )
+    if "memory" not in args.skip:
+        r = bench_peak_memory(args.threads)
+        result["memory"] = r
+        print(
+            f"peak memory, optimised inference on 1x3x1024x2048: {r['peak_rss_gib']:.2f} GiB "
+            f"(process with the model loaded: {r['model_loaded_rss_gib']:.2f} GiB)"
+        )
+    if "gpu" not in args.skip and torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True  # every model autotuned alike, in the warm-up calls
+        rows = {}
+        for name, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+            rows[name] = bench_inference(args.size, args.repeats, args.warmup, batch=16, device="cuda", amp=dtype)
+            print(formatratio_rows(f"GPU inference, batch 16, {name}", rows[name]["rows"]))
+        for name, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+            r = bench_train_step(args.size, args.repeats, args.warmup, batch=16, device="cuda", amp=dtype)
+            rows[f"train {name}"] = r
+            print(formatratio_rows(f"GPU training step, batch 16, {name}", r["rows"]))
+        result["gpu"] = {"device": torch.cuda.get_device_name(), **rows}
+    if args.json_out:
+        from ..runtime import atomic_write_text
+
+        atomic_write_text(Path(args.json_out), json.dumps(result, indent=2))
+        print(f"written {args.json_out}")
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
