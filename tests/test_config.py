@@ -84,12 +84,12 @@ def test_enum_choices_match_what_the_code_builds():
     optimisers, schedules and precisions that the models and the loop accept."""
     from typing import get_args
 
-    from gcnseg.config import Amp, Backbone, Head, OptimName, Schedule, Upsample
+    from gcnseg.config import Amp, Head, OptimName, Schedule, TorchvisionBackbone, Upsample
     from gcnseg.models import ENCODERS, HEAD_KINDS, GCNSeg
     from gcnseg.train.optim import build_optimizer, lr_factor
     from gcnseg.train.state import AMP_DTYPES
 
-    assert get_args(Backbone) == tuple(ENCODERS) and get_args(Head) == HEAD_KINDS
+    assert get_args(TorchvisionBackbone) == tuple(ENCODERS) and get_args(Head) == HEAD_KINDS
     assert set(get_args(Amp)) == set(AMP_DTYPES) - {None}
     for upsample in get_args(Upsample):
         GCNSeg(2, "resnet18", k=3, upsample=upsample)

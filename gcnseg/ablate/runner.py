@@ -23,6 +23,7 @@ import yaml
 
 from ..config import Config, apply_overrides, flatten, load_config
 from ..errors import GcnsegError
+from ..models import with_input_normalisation
 from ..runtime import is_main
 from .report import network_row, write_report
 from .tables import LABELS, Table
@@ -114,7 +115,8 @@ def network_configs(
     configs = []
     for net in table.networks:
         own = {**net.set, "name": f"table{table.number}-{net.slug}", "out_dir": str(Path(out) / net.slug)}
-        configs.append(apply_overrides(common, values=own, source=f"{table.source}: network {net.name!r}"))
+        cfg = apply_overrides(common, values=own, source=f"{table.source}: network {net.name!r}")
+        configs.append(with_input_normalisation(cfg))  # as its run saves it (compared on a rerun)
     return configs
 
 

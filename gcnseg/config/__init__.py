@@ -29,6 +29,7 @@ from .schema import (
     OptimConfig,
     OptimName,
     Schedule,
+    TorchvisionBackbone,
     TrainConfig,
     Upsample,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "OptimConfig",
     "OptimName",
     "Schedule",
+    "TorchvisionBackbone",
     "TrainConfig",
     "Upsample",
     "apply_overrides",

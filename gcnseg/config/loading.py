@@ -10,7 +10,7 @@ import types
 import typing
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
@@ -21,6 +21,15 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the type annotation ``tp``; ints are accepted for floats."""
     origin = typing.get_origin(tp)
     if tp is Any:
+        return value
+    if origin is Annotated:  # a type and its checks
+        base, *checks = typing.get_args(tp)
+        value = _check_value(value, base, where)
+        for check in checks:
+            try:
+                check(value)
+            except ValueError as e:
+                raise ConfigError(f"{where}: {e}") from None
         return value
     if origin is Literal:
         choices = typing.get_args(tp)
@@ -86,7 +95,7 @@ def _type_name(tp: Any) -> str:
 def _build(cls: Any, data: dict[str, Any], where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     known = {f.name: f for f in fields(cls)}
     kwargs = {}
     for key, value in data.items():

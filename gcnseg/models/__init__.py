@@ -4,15 +4,29 @@ heads and Boundary Refinement (:mod:`.gcn`, CPU kernels in :mod:`.kernels`), the
 deconvolution decoder (:mod:`.decoder`), and the whole network (:mod:`.network`)."""
 
 from .decoder import Bilinear2x, Deconv2x, bilinear_kernel
-from .encoders import ENCODERS, Encoder, ResNetFeatures, WeightsError, build_encoder, load_pretrained, read_state_dict
+from .encoders import (
+    ENCODERS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Encoder,
+    ResNetFeatures,
+    TimmEncoder,
+    WeightsError,
+    build_encoder,
+    input_normalisation,
+    load_pretrained,
+    read_state_dict,
+)
 from .gcn import HEAD_KINDS, BoundaryRefine, GlobalConv, build_head, conv_stack
 from .kernels import StripConv, plain_kernels
-from .network import GCNSeg, build_model, per_stage_k
+from .network import GCNSeg, build_model, per_stage_k, with_input_normalisation
 from .resnet_gcn import GCNBottleneck, gcn_stage, resnet50_gcn
 
 __all__ = [
     "ENCODERS",
     "HEAD_KINDS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "Bilinear2x",
     "BoundaryRefine",
     "Deconv2x",
@@ -22,6 +36,7 @@ __all__ = [
     "GlobalConv",
     "ResNetFeatures",
     "StripConv",
+    "TimmEncoder",
     "WeightsError",
     "bilinear_kernel",
     "build_encoder",
@@ -29,9 +44,11 @@ __all__ = [
     "build_model",
     "conv_stack",
     "gcn_stage",
+    "input_normalisation",
     "load_pretrained",
     "per_stage_k",
     "plain_kernels",
     "read_state_dict",
     "resnet50_gcn",
+    "with_input_normalisation",
 ]

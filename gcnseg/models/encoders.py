@@ -4,7 +4,8 @@ The encoder contract is small: an ``nn.Module`` whose ``forward(x)`` returns fou
 feature maps at strides 4, 8, 16 and 32 (res-2..res-5 of a ResNet) and whose
 ``channels`` attribute gives their channel counts (:class:`Encoder`). Any module that
 keeps it can be given to :class:`~gcnseg.models.GCNSeg`; by name, :data:`ENCODERS`
-has torchvision's ResNets and ResNet50-GCN (Appendix A).
+has torchvision's ResNets and ResNet50-GCN (Appendix A), and ``timm/NAME`` is any
+model that timm builds with ``features_only`` (:class:`TimmEncoder`).
 
 Weights come from torchvision's weights API (``weights="DEFAULT"`` or an enum
 name such as ``"IMAGENET1K_V2"``) or from a local file (``.safetensors``, or a
@@ -94,7 +95,7 @@ def _torchvision_weights(name: str, weights: str):
     enum = torchvision.models.get_model_weights(name)
     key = weights.split(".")[-1]
     try:
-        return enum[key] if key != "DEFAULT" else enum.DEFAULT
+        return enum[key] if key not in ("DEFAULT", "imagenet") else enum.DEFAULT
     except KeyError:
         raise WeightsError(
             f"unknown weights {weights!r} for {name}; choose DEFAULT, one of {', '.join(w.name for w in enum)}, or a local file"
@@ -148,8 +149,82 @@ class ResNetFeatures(nn.Module):
         return [c2, c3, c4, c5]
 
 
-def build_encoder(name: str = "resnet50", weights: str | os.PathLike | None = None) -> ResNetFeatures:
-    """A feature network by name (see :data:`ENCODERS`), optionally with pretrained weights."""
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class TimmEncoder(nn.Module):
+    """A timm model as the feature network: its ``features_only`` form, keeping the last
+    map at each of strides 4, 8, 16 and 32 (for EfficientNet-Lite0: 24, 40, 112 and 320
+    channels).
+
+    ``weights``: ``None`` (random), ``"imagenet"`` (the packaged file where
+    :data:`gcnseg.models.packaged.PACKAGED` has one, else timm's own hub download),
+    ``"hub"`` (timm's hub download), or a local state dict in timm's names (of the
+    classifier or of its features; head tensors are left out).
+    """
+
+    def __init__(self, arch: str, weights: str | os.PathLike | None = None) -> None:
+        super().__init__()
+        try:
+            import timm
+        except ImportError:
+            raise WeightsError(f"backbone timm/{arch} needs timm: pip install 'gcnseg[pretrained]'") from None
+        from .packaged import PACKAGED, load_packaged
+
+        hub = weights == "hub" or (weights in ("imagenet", "DEFAULT") and arch not in PACKAGED)
+        try:
+            self.body = timm.create_model(arch, pretrained=hub, features_only=True)
+        except Exception as e:  # offline hub, or a model without a features_only form
+            raise WeightsError(f"timm/{arch}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        info: Any = self.body.feature_info
+        reductions = info.reduction()
+        self.taps: list[int] = []
+        for stride in (4, 8, 16, 32):
+            found = [i for i, r in enumerate(reductions) if r == stride]
+            if not found:
+                raise ValueError(f"timm/{arch} has no feature map at stride {stride} (its strides: {reductions})")
+            self.taps.append(found[-1])
+        all_channels = info.channels()
+        self.channels = tuple(all_channels[i] for i in self.taps)
+        self.arch = arch
+        if weights in ("imagenet", "DEFAULT") and arch in PACKAGED:
+            load_packaged(self.body, arch)
+        elif weights is not None and not hub:
+            state = read_state_dict(weights)
+            target = self.body.state_dict()
+            missing, _ = self.body.load_state_dict({k: v for k, v in state.items() if k in target}, strict=False)
+            if missing or not set(state) & set(target):
+                raise WeightsError(f"{weights}: does not fit timm/{arch} ({len(missing)} missing e.g. {missing[:2]})")
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = self.body(x)
+        return [feats[i] for i in self.taps]
+
+
+def input_normalisation(backbone: str, weights: str | None) -> tuple[list[float], list[float]]:
+    """The (mean, std) of the inputs a feature network was trained on (pixels in [0, 1]):
+    ImageNet's for torchvision's ResNets; for ``timm/NAME``, its packaged weights' or
+    timm's own pretrained configuration's."""
+    if backbone.startswith("timm/"):
+        arch = backbone[len("timm/") :]
+        from .packaged import PACKAGED
+
+        if arch in PACKAGED and weights in ("imagenet", "DEFAULT"):
+            return list(PACKAGED[arch].mean), list(PACKAGED[arch].std)
+        import timm
+
+        cfg = timm.models.get_pretrained_cfg(arch)
+        if cfg is not None and getattr(cfg, "mean", None) and getattr(cfg, "std", None):
+            return list(cfg.mean), list(cfg.std)
+    return list(IMAGENET_MEAN), list(IMAGENET_STD)
+
+
+def build_encoder(name: str = "resnet50", weights: str | os.PathLike | None = None) -> nn.Module:
+    """A feature network by name (see :data:`ENCODERS`; ``timm/NAME``: :class:`TimmEncoder`),
+    optionally with pretrained weights."""
+    if name.startswith("timm/"):
+        return TimmEncoder(name[len("timm/") :], weights)
     if name not in ENCODERS:
         raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(ENCODERS)}")
     make, channels = ENCODERS[name]

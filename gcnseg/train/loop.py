@@ -23,6 +23,7 @@ from ..checkpoint import resolve_checkpoint, save_checkpoint
 from ..config import Config
 from ..errors import GcnsegError
 from ..evaluate import evaluate, write_previews
+from ..models import IMAGENET_MEAN, IMAGENET_STD
 from ..runtime import any_process, atomic_write_text
 from .log import pct
 from .loss import segmentation_loss
@@ -78,6 +79,8 @@ def validate(run: Run) -> dict[str, Any]:
         cfg.data.ignore_index,
         show_progress=False,
         amp_dtype=run.amp_dtype,
+        mean=run.cfg.data.mean or IMAGENET_MEAN,
+        std=run.cfg.data.std or IMAGENET_STD,
     )
     s = run.state
     run.log.write({"step": s.step, "split": "val", **{k: v for k, v in result.items() if isinstance(v, (int, float))}})

@@ -18,7 +18,7 @@ from ..checkpoint import load_train_state, load_weights, resolve_checkpoint
 from ..config import Config
 from ..data import TransformedDataset, build_dataset
 from ..errors import GcnsegError
-from ..models import build_model
+from ..models import build_model, with_input_normalisation
 from ..runtime import atomic_write_text, init_distributed, resolve_device
 from .log import RunLog
 from .optim import build_optimizer, lr_factor
@@ -129,6 +129,7 @@ def setup(cfg: Config, resume: bool = False) -> Run:
     """Everything a run needs, in an order that makes runs reproducible: device,
     precision and process group, then the seed, the run folder, the data, the model
     (initialised under the seed), its optimiser, and a resumed run's state."""
+    cfg = with_input_normalisation(cfg)  # saved so: eval, predict and export normalise alike
     t = cfg.train
     device = resolve_device(t.device, "train.device")
     amp_dtype = _amp_dtype(cfg, device)
