@@ -118,9 +118,22 @@ def config_from_dict(data: dict[str, Any], source: str = "config", saved: bool =
     if saved and isinstance(data, dict):
         data = _drop_retired(data)
     try:
-        return _build(Config, data or {}, "")
+        cfg: Config = _build(Config, data or {}, "")
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
+    _check_packaged_weights(cfg)
+    return cfg
+
+
+def _check_packaged_weights(cfg: Config) -> None:
+    """``model.weights=imagenet`` for an encoder whose weights come in a pip package: the
+    package is installed (else one line says what to install, before anything is run)."""
+    m = cfg.model
+    if m.backbone.startswith("timm/") and m.weights in ("imagenet", "DEFAULT"):
+        from ..models.packaged import PACKAGED, packaged_file
+
+        if m.backbone[len("timm/") :] in PACKAGED:
+            packaged_file(m.backbone[len("timm/") :])
 
 
 def _drop_retired(data: dict[str, Any]) -> dict[str, Any]:
