@@ -27,31 +27,51 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
+def _after_folding(bn: nn.BatchNorm2d) -> nn.Module:
+    """What is left of a folded BatchNorm: nothing, or the activation that timm's
+    ``BatchNormAct2d`` applies after it."""
+    rest = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None)) if isinstance(m, nn.Module)]
+    return nn.Sequential(*rest) if rest else nn.Identity()
+
+
+def _fold(parent: nn.Module, conv_name: str, bn_name: str) -> bool:
+    conv, bn = parent.get_submodule(conv_name), parent.get_submodule(bn_name)
+    if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
+        return False
+    for name, new in ((conv_name, fuse_conv_bn_eval(conv, bn)), (bn_name, _after_folding(bn))):
+        owner, _, child = name.rpartition(".")
+        setattr(parent.get_submodule(owner) if owner else parent, child, new)
+    return True
+
+
 def fold_batchnorm(model: nn.Module) -> int:
     """Fold every ``Conv2d -> BatchNorm2d`` pair into the convolution, in place
     (the model must be in eval mode). Pairs are consecutive members of an
-    ``nn.Sequential`` or siblings named ``convN`` / ``bnN`` (torchvision's
-    ResNet blocks). Returns the number of folded pairs."""
+    ``nn.Sequential``, siblings named ``convN`` / ``bnN`` (torchvision's ResNet blocks),
+    and the pairs a module declares (``conv_bn_pairs()``, e.g. a timm encoder's). An
+    activation fused into the BatchNorm (timm's ``BatchNormAct2d``) stays. Returns the
+    number of folded pairs."""
     if model.training:
         raise ValueError("fold_batchnorm needs a model in eval mode (BatchNorm with running statistics)")
     folded = 0
     for parent in list(model.modules()):
+        pairs: list[tuple[str, str]] = []
         if isinstance(parent, nn.Sequential):
-            names = list(parent._modules)
-            for a, b in itertools.pairwise(names):
-                conv, bn = parent._modules[a], parent._modules[b]
-                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                    parent._modules[a] = fuse_conv_bn_eval(conv, bn)
-                    parent._modules[b] = nn.Identity()
-                    folded += 1
-        for name, bn in list(parent.named_children()):
-            if isinstance(bn, nn.BatchNorm2d) and name.startswith("bn"):
-                partner = getattr(parent, "conv" + name[2:], None)
-                if isinstance(partner, nn.Conv2d):
-                    setattr(parent, "conv" + name[2:], fuse_conv_bn_eval(partner, bn))
-                    setattr(parent, name, nn.Identity())
-                    folded += 1
+            pairs += list(itertools.pairwise(parent._modules))
+        pairs += [("conv" + name[2:], name) for name, _ in parent.named_children() if name.startswith("bn")]
+        pairs += list(getattr(parent, "conv_bn_pairs", list)())
+        for conv_name, bn_name in pairs:
+            if _has(parent, conv_name) and _has(parent, bn_name):
+                folded += _fold(parent, conv_name, bn_name)
     return folded
+
+
+def _has(module: nn.Module, name: str) -> bool:
+    try:
+        module.get_submodule(name)
+    except AttributeError:
+        return False
+    return True
 
 
 def native_bf16() -> bool:
@@ -119,7 +139,8 @@ def optimize_for_inference(
     """A copy of ``model`` for fast inference (the original is not changed).
 
     ``precision``: ``"fp32"``, ``"bf16"`` (backbone in bfloat16) or ``"auto"``
-    (bf16 where the CPU multiplies bf16 natively; on CUDA, fp32)."""
+    (bf16 where the CPU multiplies bf16 natively and every BatchNorm of the backbone
+    folds; on CUDA, fp32)."""
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
     device = next(model.parameters()).device
@@ -134,6 +155,9 @@ def optimize_for_inference(
         p.requires_grad_(False)
     if fold_bn:
         fold_batchnorm(model)
+        backbone = getattr(model, "backbone", model)
+        if precision == "bf16" and any(isinstance(m, nn.BatchNorm2d) for m in backbone.modules()):
+            precision = "fp32"  # a BatchNorm that did not fold stays float32, and so its backbone
     # GCNSeg is built with channels-last weights: channels_last=False lays them out NCHW
     model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32

