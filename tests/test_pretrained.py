@@ -14,7 +14,7 @@ from PIL import Image
 from gcnseg.cli import main
 from gcnseg.config import ConfigError, load_config
 from gcnseg.models import GCNSeg, build_encoder, input_normalisation
-from gcnseg.models.packaged import PACKAGED, load_packaged, packaged_file
+from gcnseg.packaged import PACKAGED, load_packaged, packaged_file
 
 
 def _photo(name: str, size: int = 224) -> torch.Tensor:

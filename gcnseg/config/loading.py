@@ -130,7 +130,7 @@ def _check_packaged_weights(cfg: Config) -> None:
     package is installed (else one line says what to install, before anything is run)."""
     m = cfg.model
     if m.backbone.startswith("timm/") and m.weights in ("imagenet", "DEFAULT"):
-        from ..models.packaged import PACKAGED, packaged_file
+        from ..packaged import PACKAGED, packaged_file
 
         if m.backbone[len("timm/") :] in PACKAGED:
             packaged_file(m.backbone[len("timm/") :])

@@ -98,6 +98,7 @@ class OptimConfig:
     schedule: Schedule = "poly"
     power: float = 0.9
     warmup_iters: int = 0
+    encoder_lr_mult: float = 1.0  # the backbone's learning rate as a multiple of lr (fine-tuning)
 
 
 @dataclass
@@ -118,6 +119,13 @@ class TrainConfig:
     sync_bn: bool = False
     freeze_bn: bool = False  # BatchNorm in eval mode (the paper trains with batch size 1)
     freeze_backbone: bool = False  # backbone weights stay as initialised or loaded; heads and decoder learn
+    freeze_encoder_bn: bool = False  # the backbone's BatchNorm keeps its (pretrained) statistics and affine
+    # the loss: per-class weights of the cross-entropy (gcnseg data weights computes them),
+    # and online hard example mining: pixels whose true class has a probability below
+    # ohem_thresh, at least ohem_min_kept of the hardest per batch
+    class_weights: list[float] | None = None
+    ohem_thresh: float | None = None
+    ohem_min_kept: int = 100_000
     init_from: str | None = None  # checkpoint of a previous stage
     threads: int | None = None  # torch intra-op threads on CPU
     previews: int = 8  # validation images drawn as pictures at the end of training

@@ -1,15 +1,16 @@
-"""``gcnseg data check --dataset NAME --root DIR [--split SPLIT]``: report every bad file of a split."""
+"""``gcnseg data check``: report every bad file of a split; ``gcnseg data weights``: class
+weights for a class-balanced loss from the training split's label frequencies."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
-from ..config import ConfigError, apply_overrides, given, load_config
+from ..config import Config, ConfigError, apply_overrides, given, load_config
+from .base import SegmentationDataset
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    p = sub.add_parser("check", help="scan a split and report every bad file (exit 1 if any)")
+def _dataset_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config whose data section names the dataset")
     # shorthands for data.* overrides
     p.add_argument("--dataset", help="data.dataset: a name of gcnseg.data.DATASETS; '+' joins several")
@@ -22,10 +23,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.root=DIR")
 
 
-def run(args: argparse.Namespace) -> int:
-    from .build import open_dataset
-    from .check import check_dataset, format_report
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    check = sub.add_parser("check", help="scan a split and report every bad file (exit 1 if any)")
+    _dataset_arguments(check)
+    weights = sub.add_parser("weights", help="class weights for a class-balanced loss (train.class_weights)")
+    _dataset_arguments(weights)
+    weights.add_argument("--method", default="enet", choices=["enet", "median"],
+                         help="enet: 1/ln(1.02+p) (default); median: median frequency balancing")  # fmt: skip
+    weights.add_argument("--out", metavar="FILE", help="write the config with these weights to FILE (YAML)")
 
+
+def _config(args: argparse.Namespace) -> Config:
     for item in args.option:
         if "=" not in item:
             raise ConfigError(f"--option {item!r}: expected KEY=VALUE")
@@ -34,8 +43,37 @@ def run(args: argparse.Namespace) -> int:
     options = [f"data.options.{item}" for item in args.option]
     cfg = apply_overrides(load_config(args.config), args.overrides + options,
                           given({"data.dataset": args.dataset, "data.root": args.root}))
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from .build import open_dataset
+
+    cfg = _config(args)
     split = args.split or cfg.data.train_split
     ds = open_dataset(cfg.data, split)
+    if args.data_command == "weights":
+        return _weights(args, cfg, ds, split)
+    from .check import check_dataset, format_report
+
     report = check_dataset(ds)
     print(format_report(report, ds, f"{cfg.data.dataset}/{split}"))
     return 1 if report.bad else 0
+
+
+def _weights(args: argparse.Namespace, cfg: Config, ds: SegmentationDataset, split: str) -> int:
+    from ..runtime import atomic_write_text
+    from .weights import class_pixels, class_weights
+
+    pixels, present_in = class_pixels(ds)
+    weights = [round(w, 4) for w in class_weights(pixels, present_in, args.method)]
+    share = pixels / pixels.sum()
+    print(f"{cfg.data.dataset}/{split}: class weights ({args.method}) from {int(pixels.sum())} labelled pixels")
+    for i, (name, w, p) in enumerate(zip(ds.classes, weights, share)):
+        print(f"  {i:3d} {name:<16} {100 * p:6.2f}%  weight {w:.4f}")
+    print("train.class_weights=" + json.dumps(weights).replace(" ", ""))
+    if args.out:
+        out = apply_overrides(cfg, values={"train.class_weights": weights})
+        atomic_write_text(args.out, out.to_yaml())
+        print(f"written {args.out}")
+    return 0

@@ -169,7 +169,7 @@ class TimmEncoder(nn.Module):
     channels).
 
     ``weights``: ``None`` (random), ``"imagenet"`` (the packaged file where
-    :data:`gcnseg.models.packaged.PACKAGED` has one, else timm's own hub download),
+    :data:`gcnseg.packaged.PACKAGED` has one, else timm's own hub download),
     ``"hub"`` (timm's hub download), or a local state dict in timm's names (of the
     classifier or of its features; head tensors are left out).
     """
@@ -180,7 +180,7 @@ class TimmEncoder(nn.Module):
             import timm
         except ImportError:
             raise WeightsError(f"backbone timm/{arch} needs timm: pip install 'gcnseg[pretrained]'") from None
-        from .packaged import PACKAGED, load_packaged
+        from ..packaged import PACKAGED, load_packaged
 
         hub = weights == "hub" or (weights in ("imagenet", "DEFAULT") and arch not in PACKAGED)
         try:
@@ -224,7 +224,7 @@ def input_normalisation(backbone: str, weights: str | None) -> tuple[list[float]
     timm's own pretrained configuration's."""
     if backbone.startswith("timm/"):
         arch = backbone[len("timm/") :]
-        from .packaged import PACKAGED
+        from ..packaged import PACKAGED
 
         if arch in PACKAGED and weights in ("imagenet", "DEFAULT"):
             return list(PACKAGED[arch].mean), list(PACKAGED[arch].std)

@@ -65,6 +65,8 @@ def _train_mode(run: Run) -> None:
     run.model.train()
     if run.cfg.train.freeze_bn:
         set_batchnorm_eval(run.model)
+    elif run.cfg.train.freeze_encoder_bn:
+        set_batchnorm_eval(getattr(run.model, "backbone", run.model))
 
 
 def validate(run: Run) -> dict[str, Any]:
@@ -100,7 +102,10 @@ def train_step(run: Run, images: torch.Tensor, masks: torch.Tensor) -> float:
         images = images.contiguous(memory_format=torch.channels_last)
     with torch.autocast(run.device.type, dtype=run.amp_dtype) if run.amp_dtype is not None else nullcontext():
         logits = run.ddp(images)
-    loss = segmentation_loss(logits, masks, run.cfg.data.ignore_index)  # float32, whatever the autocast dtype
+    t = run.cfg.train
+    weight = None if t.class_weights is None else torch.tensor(t.class_weights)
+    # float32, whatever the autocast dtype
+    loss = segmentation_loss(logits, masks, run.cfg.data.ignore_index, weight, t.ohem_thresh, t.ohem_min_kept)
     if any_process(not bool(torch.isfinite(loss.detach())), loss.device):
         where = run.run_dir / "last.json"
         raise TrainingError(

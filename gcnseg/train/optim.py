@@ -11,13 +11,18 @@ from ..errors import GcnsegError
 
 def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
     """SGD, Adam or AdamW over the parameters that learn; no weight decay on
-    BatchNorm and biases (as in torchvision's references)."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    BatchNorm and biases (as in torchvision's references); the backbone's parameters at
+    ``lr * encoder_lr_mult``."""
+    # with one learning rate: two groups, as runs written before hold them (their resume)
+    split = cfg.encoder_lr_mult != 1.0
+    encoder = {id(p) for p in getattr(model, "backbone", nn.Module()).parameters()} if split else set()
+    groups = []
+    for in_encoder in (False, True) if split else (False,):
+        for decays in (True, False):
+            params = [p for p in model.parameters()
+                      if p.requires_grad and (id(p) in encoder) == in_encoder and (p.ndim > 1) == decays]  # fmt: skip
+            lr = cfg.lr * (cfg.encoder_lr_mult if in_encoder else 1.0)
+            groups.append({"params": params, "weight_decay": cfg.weight_decay if decays else 0.0, "lr": lr})
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     if cfg.name == "adam":

@@ -113,6 +113,10 @@ def _prepare_model(cfg: Config, num_classes: int, device: torch.device, world: i
         # statistics still follow the data unless freeze_bn)
         for p in model.backbone.parameters():
             p.requires_grad_(False)
+    if t.freeze_encoder_bn:  # the pretrained statistics and affine stay (statistics: _train_mode)
+        for m in model.backbone.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.requires_grad_(False)
     if t.sync_bn and world > 1:
         if device.type == "cpu":
             raise GcnsegError(
@@ -152,6 +156,11 @@ def setup(cfg: Config, resume: bool = False) -> Run:
 
     train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
+    if t.class_weights is not None and len(t.class_weights) != train_set.num_classes:
+        raise GcnsegError(
+            f"train.class_weights: {len(t.class_weights)} weights for the {train_set.num_classes} classes of "
+            f"{cfg.data.dataset} (gcnseg data weights computes them)"
+        )
     model = _prepare_model(cfg, train_set.num_classes, device, world)
     optimizer = build_optimizer(cfg.optim, model)
 

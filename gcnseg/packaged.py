@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import GcnsegError
+from .errors import GcnsegError
 
 
 @dataclass(frozen=True)
