@@ -114,3 +114,19 @@ def test_encoder_learning_rate_and_frozen_encoder_batchnorm(tmp_path):
     assert len(bn_modules) == 20 and len(bn) == 100  # ResNet-18: 20 BatchNorms, 5 tensors each
     assert all(torch.equal(after[k], init[k]) for k in bn)  # statistics and affine kept
     assert any(not torch.equal(after[k], init[k]) for k in after if k.startswith("backbone.") and k not in bn)
+
+
+@pytest.mark.parametrize("classes", [11, 21])  # short rows take the NCHW call, 16 or more the (pixels, classes) view
+def test_loss_on_channels_last_scores_equals_the_plain_call(classes):
+    torch.manual_seed(0)
+    logits = torch.randn(2, classes, 6, 7)
+    target = torch.randint(0, classes, (2, 6, 7))
+    target[1, :3] = 255
+    a = logits.clone().requires_grad_(True)
+    b = logits.clone().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    expected = F.cross_entropy(a, target, ignore_index=255)
+    got = segmentation_loss(b, target, 255)
+    expected.backward()
+    got.backward()
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(b.grad, a.grad)

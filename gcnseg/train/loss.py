@@ -23,13 +23,17 @@ def segmentation_loss(
     softmax probability below the threshold count, and at least ``ohem_min_kept`` of the
     hardest ones.
 
-    On the CPU, channels-last scores (GCNSeg's own layout) are taken as a (pixels,
-    classes) view: the log-softmax runs over contiguous rows and the gradient comes back
-    channels-last, where the plain call would copy to NCHW and back. CUDA and NCHW scores
-    take the plain call (see docs/performance.md).
+    On the CPU, channels-last scores (GCNSeg's own layout) of 16 classes or more are taken
+    as a (pixels, classes) view: the log-softmax runs over contiguous rows of at least one
+    vector and the gradient comes back channels-last; fewer classes (CamVid's 11) make
+    short rows, for which the NCHW call is faster. CUDA takes the plain call (see
+    docs/performance.md).
     """
     logits = logits.float()
-    if logits.device.type == "cpu" and logits.dim() == 4 and logits.is_contiguous(memory_format=torch.channels_last):
+    cpu_cl = logits.device.type == "cpu" and logits.dim() == 4 and logits.is_contiguous(memory_format=torch.channels_last)
+    if cpu_cl and logits.shape[1] < 16:
+        logits = logits.contiguous()
+    elif cpu_cl:
         n, c, h, w = logits.shape
         if target.shape != (n, h, w):  # what the plain call would refuse
             raise ValueError(
