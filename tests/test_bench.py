@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from gcnseg.cli import main
 
 
@@ -22,6 +24,7 @@ def test_bench_smoke_reports_all_rows(tmp_path, capsys):
                 "1",
                 "--skip",
                 "memory",
+                "lite",
                 "--json",
                 str(out),
             ]
@@ -71,3 +74,24 @@ def test_ratios_are_medians_of_same_round_ratios():
     # rounds: the machine slows down in round 3 for both; per-round ratios 2, 1, 3 -> 2
     rows = ratio_rows({"ref": [1.0, 2.0, 3.0], "a": [2.0, 2.0, 9.0]}, "ref")
     assert rows == [{"name": "ref", "ms": 2000.0, "ratio": 1.0}, {"name": "a", "ms": 2000.0, "ratio": 2.0}]
+
+
+def test_lite_rows_at_a_small_size():
+    """The light-encoder rows (timed at CamVid's size by `gcnseg bench`; here a small one)."""
+    from gcnseg.bench.lite import bench_lite
+    from gcnseg.optimize import native_bf16
+
+    r = bench_lite(1, 0, size=(64, 96))
+    assert [row["name"] for row in r["inference"]] == [
+        "EfficientNet-Lite0 features (reference)", "GCNSeg-lite0 eager", "GCNSeg-lite0 optimised (default)",
+        "ResNet-18 features", "GCNSeg-R18 eager", "GCNSeg-R50 eager"]  # fmt: skip
+    assert all(row["ms"] > 0 and row["images_per_s"] > 0 for row in r["inference"] + r["train"])
+    assert [row["name"] for row in r["train"]][:3] == [
+        "EfficientNet-Lite0 features fwd+bwd (reference)",
+        "GCNSeg-lite0 training step",
+        "GCNSeg-R18 training step",
+    ]
+    assert len(r["train"]) == (5 if native_bf16() else 3)
+    assert set(r["shares"]) == {"encoder", "heads", "boundary refinement", "decoder (deconvolution)",
+                                "other (additions, layout)"}  # fmt: skip
+    assert sum(r["shares"].values()) == pytest.approx(1.0, abs=0.02) and r["shares"]["encoder"] > 0

@@ -12,9 +12,11 @@ import torch
 from .cases import bench_inference, bench_metrics, bench_peak_memory, bench_train_step
 
 
-def formatratio_rows(title: str, rows: list[dict[str, Any]]) -> str:
-    lines = [title, f"  {'':<42}{'ms':>10}{'ratio':>9}"]
-    lines += [f"  {r['name']:<42}{r['ms']:>10.1f}{r['ratio']:>8.2f}x" for r in rows]
+def format_rows(title: str, rows: list[dict[str, Any]]) -> str:
+    per_s = all("images_per_s" in r for r in rows)
+    lines = [title, f"  {'':<50}{'ms':>10}{'ratio':>9}" + (f"{'img/s':>9}" if per_s else "")]
+    lines += [f"  {r['name']:<50}{r['ms']:>10.1f}{r['ratio']:>8.2f}x" + (f"{r['images_per_s']:>9.2f}" if per_s else "")
+              for r in rows]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -28,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--skip",
         nargs="*",
         default=[],
-        choices=["inference", "train", "metrics", "memory", "gpu"],
+        choices=["inference", "train", "lite", "metrics", "memory", "gpu"],
         help="parts to leave out",
     )
 
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if "inference" not in args.skip:
         r = bench_inference(args.size, args.repeats, args.warmup)
         result["inference"] = r
-        print(formatratio_rows("inference (eval, fp32)", r["rows"]))
+        print(format_rows("inference (eval, fp32)", r["rows"]))
         a = r["optimised_argmax_agreement"]
         print(
             f"  argmax agreement with eager on this untrained network (near-tied scores): fp32 "
@@ -58,7 +60,25 @@ def run(args: argparse.Namespace) -> int:
     if "train" not in args.skip:
         r = bench_train_step(args.size, max(3, args.repeats // 2), 1)
         result["train"] = r
-        print(formatratio_rows("training step (batch 1)", r["rows"]))
+        print(format_rows("training step (batch 1)", r["rows"]))
+    if "lite" not in args.skip:
+        from ..errors import GcnsegError
+        from .lite import bench_lite
+
+        try:
+            r = bench_lite(args.repeats, args.warmup)
+        except (ImportError, GcnsegError) as e:  # timm is the pretrained extra
+            print(f"light encoders: skipped ({e})")
+        else:
+            result["lite"] = r
+            print(
+                format_rows(
+                    "light encoders, inference 1x3x360x480 (eval; optimised: BN folded, bf16 where native)",
+                    r["inference"],
+                )
+            )
+            print(format_rows("light encoders, training step, 4 crops of 352x480", r["train"]))
+            print("  GCNSeg-lite0 eager inference: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in r["shares"].items()))
     if "metrics" not in args.skip:
         r = bench_metrics(args.repeats)
         result["metrics"] = r
@@ -78,11 +98,11 @@ def run(args: argparse.Namespace) -> int:
         rows = {}
         for name, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
             rows[name] = bench_inference(args.size, args.repeats, args.warmup, batch=16, device="cuda", amp=dtype)
-            print(formatratio_rows(f"GPU inference, batch 16, {name}", rows[name]["rows"]))
+            print(format_rows(f"GPU inference, batch 16, {name}", rows[name]["rows"]))
         for name, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
             r = bench_train_step(args.size, args.repeats, args.warmup, batch=16, device="cuda", amp=dtype)
             rows[f"train {name}"] = r
-            print(formatratio_rows(f"GPU training step, batch 16, {name}", r["rows"]))
+            print(format_rows(f"GPU training step, batch 16, {name}", r["rows"]))
         result["gpu"] = {"device": torch.cuda.get_device_name(), **rows}
     if args.json_out:
         from ..runtime import atomic_write_text

@@ -30,7 +30,9 @@ def segmentation_loss(
     docs/performance.md).
     """
     logits = logits.float()
-    cpu_cl = logits.device.type == "cpu" and logits.dim() == 4 and logits.is_contiguous(memory_format=torch.channels_last)
+    cpu_cl = (
+        logits.device.type == "cpu" and logits.dim() == 4 and logits.is_contiguous(memory_format=torch.channels_last)
+    )
     if cpu_cl and logits.shape[1] < 16:
         logits = logits.contiguous()
     elif cpu_cl:
