@@ -171,3 +171,14 @@ def test_optimised_path_folds_every_batchnorm_of_the_lite_encoder():
         ref, got = model(x), fast(x)
     assert (got - ref).abs().max() <= 1e-4 * ref.abs().max()
     assert (got.argmax(1) == ref.argmax(1)).float().mean() == 1.0
+
+
+def test_ablation_counts_the_heads_of_a_timm_encoder():
+    from gcnseg.ablate import head_params
+    from gcnseg.models import build_model
+
+    cfg = load_config(None, ["model.backbone=timm/tf_efficientnet_lite0", "model.k=15", "model.br=false"])
+    res5, heads = head_params(cfg, 11)
+    model = build_model(cfg.model, 11)
+    assert res5 == sum(p.numel() for p in model.heads[3].parameters()) == 2 * 15 * 11 * (320 + 11)
+    assert heads == sum(p.numel() for p in model.heads.parameters())

@@ -16,17 +16,14 @@ from typing import Any
 import torch
 
 from ..config import Config
-from ..errors import GcnsegError
 from .tables import LABELS, METRICS, Network, Table
 
 
 def head_params(cfg: Config, num_classes: int) -> tuple[int, int]:
     """Parameters of the res-5 score head (as in Tables 2 and 4) and of all four heads."""
-    from ..models import ENCODERS, build_head, per_stage_k
+    from ..models import build_head, encoder_channels, per_stage_k
 
-    if cfg.model.backbone not in ENCODERS:
-        raise GcnsegError(f"model.backbone={cfg.model.backbone!r}: unknown (known: {', '.join(ENCODERS)})")
-    channels = ENCODERS[cfg.model.backbone][1]
+    channels = encoder_channels(cfg.model.backbone)
     with torch.device("meta"):  # shapes only: no memory, no initialisation (Table 4 heads hold 10^8 weights)
         counts = [
             sum(p.numel() for p in build_head(cfg.model.head, c, num_classes, k, cfg.model.m).parameters())

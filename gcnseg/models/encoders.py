@@ -236,6 +236,16 @@ def input_normalisation(backbone: str, weights: str | None) -> tuple[list[float]
     return list(IMAGENET_MEAN), list(IMAGENET_STD)
 
 
+def encoder_channels(name: str) -> tuple[int, int, int, int]:
+    """The channels of a named feature network's four maps, without its weights."""
+    if name.startswith("timm/"):
+        with torch.device("meta"):  # shapes only
+            return check_encoder(TimmEncoder(name[len("timm/") :]))
+    if name not in ENCODERS:
+        raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(ENCODERS)} or timm/NAME")
+    return ENCODERS[name][1]
+
+
 def build_encoder(name: str = "resnet50", weights: str | os.PathLike | None = None) -> nn.Module:
     """A feature network by name (see :data:`ENCODERS`; ``timm/NAME``: :class:`TimmEncoder`),
     optionally with pretrained weights."""
