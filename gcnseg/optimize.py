@@ -138,14 +138,16 @@ def optimize_for_inference(
 ) -> InferenceModel:
     """A copy of ``model`` for fast inference (the original is not changed).
 
-    ``precision``: ``"fp32"``, ``"bf16"`` (backbone in bfloat16) or ``"auto"``
-    (bf16 where the CPU multiplies bf16 natively and every BatchNorm of the backbone
-    folds; on CUDA, fp32)."""
+    ``precision``: ``"fp32"``, ``"bf16"`` (backbone in bfloat16) or ``"auto"``: bf16
+    where the CPU multiplies bf16 natively, every BatchNorm of the backbone folds and the
+    backbone declares ``bf16_inference`` (torchvision's ResNets, measured to keep the
+    predictions); fp32 elsewhere, and on CUDA."""
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
     device = next(model.parameters()).device
     if precision == "auto":
-        precision = "bf16" if device.type == "cpu" and native_bf16() and fold_bn else "fp32"
+        declared = getattr(getattr(model, "backbone", model), "bf16_inference", False)
+        precision = "bf16" if device.type == "cpu" and native_bf16() and fold_bn and declared else "fp32"
     if precision == "bf16" and not fold_bn:
         raise ValueError(
             "precision='bf16' needs fold_bn=True (the bf16 backbone has no BatchNorm left to keep in fp32)"
