@@ -159,7 +159,8 @@ def load_train_state(ckpt: Path) -> dict[str, Any]:
 
 def load_model(path: str | os.PathLike, prefer: str = "best") -> tuple[nn.Module, Config, dict[str, Any]]:
     """Rebuild the trained network of a checkpoint: ``(model in eval mode, config, sidecar)``."""
-    from .models import build_model, with_input_normalisation
+    from .config import with_input_normalisation
+    from .models import build_model
 
     ckpt = resolve_checkpoint(path, prefer)
     meta = read_meta(ckpt)

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 
 def _after_folding(bn: nn.BatchNorm2d) -> nn.Module:
@@ -58,7 +59,8 @@ def fold_batchnorm(model: nn.Module) -> int:
         pairs: list[tuple[str, str]] = []
         if isinstance(parent, nn.Sequential):
             pairs += list(itertools.pairwise(parent._modules))
-        pairs += [("conv" + name[2:], name) for name, _ in parent.named_children() if name.startswith("bn")]
+        if isinstance(parent, (BasicBlock, Bottleneck)):  # convN -> bnN in torchvision's blocks
+            pairs += [("conv" + name[2:], name) for name, _ in parent.named_children() if name.startswith("bn")]
         pairs += list(getattr(parent, "conv_bn_pairs", list)())
         for conv_name, bn_name in pairs:
             if _has(parent, conv_name) and _has(parent, bn_name):
@@ -159,7 +161,7 @@ def optimize_for_inference(
         fold_batchnorm(model)
         backbone = getattr(model, "backbone", model)
         if precision == "bf16" and any(isinstance(m, nn.BatchNorm2d) for m in backbone.modules()):
-            precision = "fp32"  # a BatchNorm that did not fold stays float32, and so its backbone
+            raise ValueError("precision='bf16' needs every BatchNorm of the backbone folded; some did not")
     # GCNSeg is built with channels-last weights: channels_last=False lays them out NCHW
     model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32

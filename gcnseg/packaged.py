@@ -112,3 +112,11 @@ def load_packaged(model: nn.Module, arch: str) -> None:
     path = packaged_file(arch)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(to_timm(state, model), strict=True)
+
+
+def check_packaged_weights(model: Any) -> None:
+    """For a model config whose ``weights=imagenet`` come in a pip package: that the package
+    is installed (else one line says what to install)."""
+    backbone = model.backbone
+    if backbone.startswith("timm/") and model.weights in ("imagenet", "DEFAULT") and backbone[5:] in PACKAGED:
+        packaged_file(backbone[5:])

@@ -129,3 +129,23 @@ def test_bf16_reader_converts_the_parts_a_head_declares():
     gcn = bf16_reader(GlobalConv(8, 3, 15))
     assert [gcn.get_submodule(n)[0].weight.dtype for n in GlobalConv.feature_readers] == [torch.bfloat16] * 2
     assert gcn.left[1].weight.dtype == gcn.right[1].weight.dtype == torch.float32 and gcn(x).dtype == torch.float32
+
+
+def test_batchnorm_before_a_convolution_is_not_folded():
+    """Only a BatchNorm that follows its convolution folds: names alone (``bn`` / ``conv``
+    siblings, as in timm's pre-activation blocks) do not make a pair."""
+
+    class PreAct(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bn, self.conv = nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(self.bn(x))
+
+    model = nn.Sequential(PreAct(), PreAct()).eval()
+    randomize_batchnorm(model)
+    x = torch.randn(1, 4, 8, 8)
+    ref = model(x)
+    assert fold_batchnorm(model) == 0
+    torch.testing.assert_close(model(x), ref)

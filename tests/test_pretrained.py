@@ -25,7 +25,7 @@ def _photo(name: str, size: int = 224) -> torch.Tensor:
     return (torch.from_numpy(np.array(img)).permute(2, 0, 1).float()[None] - 127.5) / 128
 
 
-@pytest.mark.parametrize("arch", ["tf_efficientnet_lite0", "tf_efficientnet_lite2"])
+@pytest.mark.parametrize("arch", ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"])
 def test_packaged_weights_are_imagenet_classifiers(arch):
     """The full classifier from the same file names ImageNet's classes for photos that
     scikit-image ships: a cat, an espresso."""
@@ -85,7 +85,7 @@ def _reference_features(state: dict, x: torch.Tensor) -> list[torch.Tensor]:
     return [*out, x]
 
 
-@pytest.mark.parametrize("arch", ["tf_efficientnet_lite0", "tf_efficientnet_lite2"])
+@pytest.mark.parametrize("arch", ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"])
 def test_lite_encoder_features_equal_an_independent_reference(arch):
     state = torch.load(packaged_file(arch), map_location="cpu", weights_only=True)
     encoder = build_encoder(f"timm/{arch}", "imagenet").eval()
@@ -133,8 +133,15 @@ def test_run_keeps_the_encoder_normalisation(tmp_path, capsys):
     lite = PACKAGED["tf_efficientnet_lite0"]
     saved = load_config(run / "config.yaml")
     assert saved.data.mean == list(lite.mean) and saved.data.std == list(lite.std)
-    _, cfg, meta = load_model(run)
-    assert meta["config"]["data"]["mean"] == list(lite.mean) and cfg.data.std == list(lite.std)
+    from gcnseg.checkpoint import read_meta, resolve_checkpoint
+
+    sidecar = read_meta(resolve_checkpoint(run))["config"]["data"]  # as written, not as re-resolved on load
+    assert sidecar["mean"] == list(lite.mean) and sidecar["std"] == list(lite.std)
+    _, cfg, _ = load_model(run)
+    assert cfg.data.std == list(lite.std)
+    img = tmp_path / "in.png"
+    Image.fromarray(np.full((20, 24, 3), 127, np.uint8)).save(img)
+    assert main(["predict", "--checkpoint", str(run), str(img), "--out", str(tmp_path / "pred")]) == 0
     capsys.readouterr()
     assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "m.onnx")]) == 0
     assert f"std {list(lite.std)}" in capsys.readouterr().out
@@ -182,3 +189,32 @@ def test_ablation_counts_the_heads_of_a_timm_encoder():
     model = build_model(cfg.model, 11)
     assert res5 == sum(p.numel() for p in model.heads[3].parameters()) == 2 * 15 * 11 * (320 + 11)
     assert heads == sum(p.numel() for p in model.heads.parameters())
+
+
+def test_normalisation_follows_a_changed_backbone(tmp_path):
+    """A run's config.yaml (with its backbone's normalisation written out) given another
+    backbone normalises for that backbone; a normalisation set by hand stays."""
+    from gcnseg.config import apply_overrides, with_input_normalisation
+
+    r50 = with_input_normalisation(load_config(None, ["model.backbone=resnet50"]))
+    assert r50.data.mean == [0.485, 0.456, 0.406]
+    saved = tmp_path / "config.yaml"
+    saved.write_text(r50.to_yaml())
+    lite = ["model.backbone=timm/tf_efficientnet_lite0", "model.weights=imagenet"]
+    for cfg in (load_config(saved, lite), apply_overrides(r50, lite)):
+        assert with_input_normalisation(cfg).data.mean == [0.5, 0.5, 0.5]
+    by_hand = load_config(None, ["data.mean=[0.4,0.4,0.4]", "data.std=[0.2,0.2,0.2]"])
+    assert apply_overrides(by_hand, lite).data.mean == [0.4, 0.4, 0.4]
+    assert apply_overrides(r50, [*lite, "data.mean=[0.1,0.2,0.3]"]).data.mean == [0.1, 0.2, 0.3]
+
+
+def test_sync_batchnorm_keeps_timm_activations():
+    from gcnseg.train.state import _sync_batchnorm
+
+    model = GCNSeg(3, build_encoder("timm/tf_efficientnet_lite0", "imagenet"), k=3).eval()
+    x = _photo("coffee", 64)
+    with torch.no_grad():
+        ref = model(x)
+        synced = _sync_batchnorm(model).eval()
+        assert not any(type(m).__name__ == "BatchNormAct2d" for m in synced.modules())
+        torch.testing.assert_close(synced(x), ref)  # eval: the same statistics, the same activations

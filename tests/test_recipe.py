@@ -40,10 +40,14 @@ def test_ohem_keeps_the_hard_pixels():
     # too few hard pixels: the 3 hardest
     got = segmentation_loss(logits, target, 255, ohem_thresh=0.5, ohem_min_kept=3)
     torch.testing.assert_close(got, nll[1:].mean())
-    # with class weights: a weighted mean of the kept pixels; all ignored: 0
+    # with class weights: a weighted mean of the kept pixels (true classes 0, 0, 1, 1 here)
+    mixed = torch.tensor([0, 0, 1, 1]).view(1, 4, 1)
+    p_true = torch.where(mixed.flatten() == 0, p, 1 - p)  # 0.9, 0.6, 0.7, 0.9: only pixel 1 is hard
     w = torch.tensor([2.0, 1.0])
-    got = segmentation_loss(logits, target, 255, w, ohem_thresh=0.5, ohem_min_kept=1)
-    torch.testing.assert_close(got, nll[2:].mean())
+    got = segmentation_loss(logits, mixed, 255, w, ohem_thresh=0.8, ohem_min_kept=2)
+    kept = p_true.argsort()[:2]  # pixel 1 (0.6) and pixel 2 (0.7): at least 2 kept
+    ws = w[mixed.flatten()[kept]]
+    torch.testing.assert_close(got, (-torch.log(p_true[kept]) * ws).sum() / ws.sum())
     assert segmentation_loss(logits, torch.full_like(target, 255), 255, ohem_thresh=0.5).item() == 0.0
 
 
@@ -130,3 +134,10 @@ def test_loss_on_channels_last_scores_equals_the_plain_call(classes):
     got.backward()
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(b.grad, a.grad)
+
+
+def test_resume_with_another_encoder_learning_rate_is_one_line(trained_run_copy, capsys):
+    run = trained_run_copy
+    assert main(["train", "--resume", str(run), "optim.encoder_lr_mult=0.1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the saved optimiser does not fit this config" in err

@@ -21,9 +21,8 @@ from typing import Any
 
 import yaml
 
-from ..config import Config, apply_overrides, flatten, load_config
+from ..config import Config, apply_overrides, flatten, load_config, with_input_normalisation
 from ..errors import GcnsegError
-from ..models import with_input_normalisation
 from ..runtime import is_main
 from .report import network_row, write_report
 from .tables import LABELS, Table

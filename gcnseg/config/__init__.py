@@ -15,6 +15,7 @@ from .loading import (
     is_override,
     load_config,
     split_overrides,
+    with_input_normalisation,
 )
 from .schema import (
     RETIRED_KEYS,
@@ -57,4 +58,5 @@ __all__ = [
     "is_override",
     "load_config",
     "split_overrides",
+    "with_input_normalisation",
 ]

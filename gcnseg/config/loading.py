@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
+from ..normalisation import input_normalisation
 from .schema import RETIRED_KEYS, Config, ConfigError
 
 
@@ -121,19 +122,7 @@ def config_from_dict(data: dict[str, Any], source: str = "config", saved: bool =
         cfg: Config = _build(Config, data or {}, "")
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
-    _check_packaged_weights(cfg)
     return cfg
-
-
-def _check_packaged_weights(cfg: Config) -> None:
-    """``model.weights=imagenet`` for an encoder whose weights come in a pip package: the
-    package is installed (else one line says what to install, before anything is run)."""
-    m = cfg.model
-    if m.backbone.startswith("timm/") and m.weights in ("imagenet", "DEFAULT"):
-        from ..packaged import PACKAGED, packaged_file
-
-        if m.backbone[len("timm/") :] in PACKAGED:
-            packaged_file(m.backbone[len("timm/") :])
 
 
 def _drop_retired(data: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +212,32 @@ def split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
     return [i for i in items if is_override(i)], [i for i in items if not is_override(i)]
 
 
+def with_input_normalisation(cfg: Config) -> Config:
+    """``cfg`` with ``data.mean`` / ``data.std`` set where they are None: the backbone's own
+    input normalisation (:func:`gcnseg.normalisation.input_normalisation`). Training
+    writes the result into the run, so every reader of the run uses the same values."""
+    if cfg.data.mean is not None and cfg.data.std is not None:
+        return cfg
+    mean, std = input_normalisation(cfg.model.backbone, cfg.model.weights)
+    return apply_overrides(cfg, values={"data.mean": cfg.data.mean or mean, "data.std": cfg.data.std or std})
+
+
+def _follow_the_backbone(before: dict[str, Any], after: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``after`` with its normalisation back to None (the backbone's own) where the changes
+    give another backbone or weights, leave ``data.mean`` / ``data.std`` alone, and those
+    were the old backbone's own: a run's config.yaml with another backbone normalises
+    for that backbone."""
+    m0, m1, d0 = before.get("model") or {}, after.get("model") or {}, before.get("data") or {}
+    changed = (m0.get("backbone"), m0.get("weights")) != (m1.get("backbone"), m1.get("weights"))
+    touched = {"mean", "std"} & set(changes.get("data") or {})
+    if not changed or touched or d0.get("mean") is None:
+        return after
+    own = input_normalisation(m0.get("backbone") or "resnet50", m0.get("weights"))
+    if (d0.get("mean"), d0.get("std")) != own:
+        return after  # set by hand for that backbone: kept
+    return _merge(after, {"data": {"mean": None, "std": None}})
+
+
 def given(flags: dict[str, Any]) -> dict[str, Any]:
     """The command-line flags that were given: ``None`` means "not on the command line"."""
     return {k: v for k, v in flags.items() if v is not None}
@@ -238,7 +253,9 @@ def apply_overrides(
     extra = _parse_overrides(list(overrides or []))
     if not extra and not values:
         return cfg
-    return config_from_dict(_merge(_merge(cfg.to_dict(), extra), _unflatten(dict(values or {}))), source)
+    changes = _merge(extra, _unflatten(dict(values or {})))
+    before = cfg.to_dict()
+    return config_from_dict(_follow_the_backbone(before, _merge(before, changes), changes), source)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -259,6 +276,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{path}: expected a mapping at the top level")
         data = _drop_retired(data)
     if overrides:
-        data = _merge(data, _parse_overrides(overrides))
+        changes = _parse_overrides(overrides)
+        data = _follow_the_backbone(data, _merge(data, changes), changes)
         source = f"{source} + overrides" if path is not None else "overrides"
     return config_from_dict(data, source)

@@ -20,7 +20,7 @@ from .encoders import (
 )
 from .gcn import HEAD_KINDS, BoundaryRefine, GlobalConv, build_head, conv_stack
 from .kernels import StripConv, plain_kernels
-from .network import GCNSeg, build_model, per_stage_k, with_input_normalisation
+from .network import GCNSeg, build_model, per_stage_k
 from .resnet_gcn import GCNBottleneck, gcn_stage, resnet50_gcn
 
 __all__ = [
@@ -52,5 +52,4 @@ __all__ = [
     "plain_kernels",
     "read_state_dict",
     "resnet50_gcn",
-    "with_input_normalisation",
 ]

@@ -25,6 +25,7 @@ import torchvision
 from torch import nn
 
 from ..errors import GcnsegError
+from ..normalisation import IMAGENET_MEAN, IMAGENET_STD, input_normalisation  # noqa: F401 (re-exported)
 from .resnet_gcn import resnet50_gcn
 
 # name -> (constructor, channels of res-2..res-5)
@@ -153,10 +154,6 @@ class ResNetFeatures(nn.Module):
         return [c2, c3, c4, c5]
 
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
 # timm's EfficientNet-family blocks: which convolution each BatchNorm follows
 TIMM_CONV_BN: dict[str, tuple[tuple[str, str], ...]] = {
     "EfficientNetFeatures": (("conv_stem", "bn1"),),
@@ -220,24 +217,6 @@ class TimmEncoder(nn.Module):  # bf16_inference unset: EfficientNet-Lite0 in bf1
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = self.body(x)
         return [feats[i] for i in self.taps]
-
-
-def input_normalisation(backbone: str, weights: str | None) -> tuple[list[float], list[float]]:
-    """The (mean, std) of the inputs a feature network was trained on (pixels in [0, 1]):
-    ImageNet's for torchvision's ResNets; for ``timm/NAME``, its packaged weights' or
-    timm's own pretrained configuration's."""
-    if backbone.startswith("timm/"):
-        arch = backbone[len("timm/") :]
-        from ..packaged import PACKAGED
-
-        if arch in PACKAGED and weights in ("imagenet", "DEFAULT"):
-            return list(PACKAGED[arch].mean), list(PACKAGED[arch].std)
-        import timm
-
-        cfg = timm.models.get_pretrained_cfg(arch)
-        if cfg is not None and getattr(cfg, "mean", None) and getattr(cfg, "std", None):
-            return list(cfg.mean), list(cfg.std)
-    return list(IMAGENET_MEAN), list(IMAGENET_STD)
 
 
 def encoder_channels(name: str) -> tuple[int, int, int, int]:

@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from .decoder import Bilinear2x, Deconv2x
-from .encoders import build_encoder, check_encoder, input_normalisation
+from .encoders import build_encoder, check_encoder
 from .gcn import BoundaryRefine, build_head
 
 if TYPE_CHECKING:
-    from ..config import Config, ModelConfig
+    from ..config import ModelConfig
 
 
 def per_stage_k(k: int | Sequence[int]) -> tuple[int, int, int, int]:
@@ -133,15 +133,3 @@ def build_model(cfg: ModelConfig, num_classes: int, pretrained: bool = True) -> 
         weights=cfg.weights if pretrained else None,
         m=cfg.m,
     )
-
-
-def with_input_normalisation(cfg: Config) -> Config:
-    """``cfg`` with ``data.mean`` / ``data.std`` set where they are None: the backbone's own
-    input normalisation (:func:`~gcnseg.models.encoders.input_normalisation`). Training
-    writes the result into the run, so every reader of the run uses the same values."""
-    if cfg.data.mean is not None and cfg.data.std is not None:
-        return cfg
-    from ..config import apply_overrides
-
-    mean, std = input_normalisation(cfg.model.backbone, cfg.model.weights)
-    return apply_overrides(cfg, values={"data.mean": cfg.data.mean or mean, "data.std": cfg.data.std or std})

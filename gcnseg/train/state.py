@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from ..checkpoint import load_train_state, load_weights, resolve_checkpoint
-from ..config import Config
+from ..config import Config, with_input_normalisation
 from ..data import TransformedDataset, build_dataset
 from ..errors import GcnsegError
-from ..models import build_model, with_input_normalisation
+from ..models import build_model
+from ..packaged import check_packaged_weights
 from ..runtime import atomic_write_text, init_distributed, resolve_device
 from .log import RunLog
 from .optim import build_optimizer, lr_factor
@@ -122,11 +123,21 @@ def _prepare_model(cfg: Config, num_classes: int, device: torch.device, world: i
             raise GcnsegError(
                 "train.sync_bn: PyTorch's SyncBatchNorm needs GPUs; on CPU use train.freeze_bn=true or sync_bn=false"
             )
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = _sync_batchnorm(model)
     model.to(device)
     if t.channels_last:
         model.to(memory_format=torch.channels_last)
     return model
+
+
+def _sync_batchnorm(model: nn.Module) -> nn.Module:
+    """PyTorch's SyncBatchNorm in place of every BatchNorm; timm's converter where the model
+    holds timm's BatchNormAct2d (PyTorch's would drop the activation fused into it)."""
+    if any(type(m).__name__ == "BatchNormAct2d" for m in model.modules()):
+        from timm.layers import convert_sync_batchnorm
+
+        return convert_sync_batchnorm(model)
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def setup(cfg: Config, resume: bool = False) -> Run:
@@ -146,21 +157,21 @@ def setup(cfg: Config, resume: bool = False) -> Run:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     _seed_everything(t.seed)
+    check_packaged_weights(cfg.model)  # before anything is written: one line says what to install
 
     run_dir = Path(cfg.out_dir)
     if not resume and (run_dir / "last.json").exists():  # every process refuses, none is left waiting
         raise GcnsegError(f"{run_dir}: already holds a run; use --resume {run_dir} or another out_dir")
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
-
-    train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)
+    train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)  # (no random draws)
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
     if t.class_weights is not None and len(t.class_weights) != train_set.num_classes:
         raise GcnsegError(
             f"train.class_weights: {len(t.class_weights)} weights for the {train_set.num_classes} classes of "
             f"{cfg.data.dataset} (gcnseg data weights computes them)"
         )
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
     model = _prepare_model(cfg, train_set.num_classes, device, world)
     optimizer = build_optimizer(cfg.optim, model)
 
@@ -177,7 +188,13 @@ def setup(cfg: Config, resume: bool = False) -> Run:
         ckpt = resolve_checkpoint(run_dir, prefer="last")
         load_weights(model, ckpt)
         saved = load_train_state(ckpt)
-        optimizer.load_state_dict(saved["optimizer"])
+        try:
+            optimizer.load_state_dict(saved["optimizer"])
+        except ValueError as e:  # another number or size of parameter groups
+            raise GcnsegError(
+                f"{ckpt}: the saved optimiser does not fit this config ({e}); was optim.encoder_lr_mult or "
+                "train.freeze_* changed for the resumed run?"
+            ) from None
         scheduler.load_state_dict(saved["scheduler"])
         state.step, state.best = int(saved["step"]), saved["best"]
         torch.set_rng_state(saved["rng"])
