@@ -106,24 +106,23 @@ def _warn_emulated_bf16(amp_dtype: torch.dtype | None, device: torch.device) -> 
 
 def _prepare_model(cfg: Config, num_classes: int, device: torch.device, world: int) -> nn.Module:
     t = cfg.train
-    model = build_model(cfg.model, num_classes)
+    net = build_model(cfg.model, num_classes)
     if t.init_from:
-        load_weights(model, resolve_checkpoint(t.init_from, prefer="best"))
+        load_weights(net, resolve_checkpoint(t.init_from, prefer="best"))
     if t.freeze_backbone:
         # only the score heads, BR blocks and deconvolutions learn (the backbone's BatchNorm
         # statistics still follow the data unless freeze_bn)
-        for p in model.backbone.parameters():
+        for p in net.backbone.parameters():
             p.requires_grad_(False)
     if t.freeze_encoder_bn:  # the pretrained statistics and affine stay (statistics: _train_mode)
-        for m in model.backbone.modules():
+        for m in net.backbone.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.requires_grad_(False)
-    if t.sync_bn and world > 1:
-        if device.type == "cpu":
-            raise GcnsegError(
-                "train.sync_bn: PyTorch's SyncBatchNorm needs GPUs; on CPU use train.freeze_bn=true or sync_bn=false"
-            )
-        model = _sync_batchnorm(model)
+    if t.sync_bn and world > 1 and device.type == "cpu":
+        raise GcnsegError(
+            "train.sync_bn: PyTorch's SyncBatchNorm needs GPUs; on CPU use train.freeze_bn=true or sync_bn=false"
+        )
+    model: nn.Module = _sync_batchnorm(net) if t.sync_bn and world > 1 else net
     model.to(device)
     if t.channels_last:
         model.to(memory_format=torch.channels_last)
