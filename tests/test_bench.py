@@ -84,7 +84,7 @@ def test_lite_rows_at_a_small_size():
     r = bench_lite(1, 0, size=(64, 96))
     assert [row["name"] for row in r["inference"]] == [
         "EfficientNet-Lite0 features (reference)", "GCNSeg-lite0 eager", "GCNSeg-lite0 optimised (default)",
-        "ResNet-18 features", "GCNSeg-R18 eager", "GCNSeg-R50 eager"]  # fmt: skip
+        "ResNet-18 features", "GCNSeg-R18 eager", "ResNet-50 features", "GCNSeg-R50 eager"]  # fmt: skip
     assert all(row["ms"] > 0 and row["images_per_s"] > 0 for row in r["inference"] + r["train"])
     assert [row["name"] for row in r["train"]][:3] == [
         "EfficientNet-Lite0 features fwd+bwd (reference)",

@@ -76,6 +76,7 @@ def bench_lite(repeats: int, warmup: int, num_classes: int = 11, size: tuple[int
         "GCNSeg-lite0 optimised (default)": optimize_for_inference(lite),
         "ResNet-18 features": build_encoder("resnet18").eval(),
         "GCNSeg-R18 eager": build_model(_gcnseg("resnet18"), num_classes).eval(),
+        "ResNet-50 features": build_encoder("resnet50").eval(),
         "GCNSeg-R50 eager": build_model(_gcnseg("resnet50"), num_classes).eval(),
     }
 
