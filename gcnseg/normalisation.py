@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .packaged import PACKAGED
+from .packaged import PACKAGED, uses_packaged
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -15,8 +15,7 @@ def input_normalisation(backbone: str, weights: str | None) -> tuple[list[float]
     timm's own pretrained configuration's."""
     if backbone.startswith("timm/"):
         arch = backbone[len("timm/") :]
-
-        if arch in PACKAGED and weights in ("imagenet", "DEFAULT"):
+        if uses_packaged(arch, weights):
             return list(PACKAGED[arch].mean), list(PACKAGED[arch].std)
         import timm
 

@@ -50,6 +50,12 @@ PACKAGED: dict[str, Packaged] = {
 }
 
 
+def uses_packaged(arch: str, weights: object) -> bool:
+    """Whether ``weights`` asks for the ImageNet weights of the timm ``arch`` and a package
+    holds them (else ImageNet weights come from timm's hub)."""
+    return arch in PACKAGED and weights in ("imagenet", "DEFAULT")
+
+
 class PackagedWeightsError(GcnsegError):
     """Packaged weights are missing (not installed) or do not fit."""
 
@@ -117,6 +123,6 @@ def load_packaged(model: nn.Module, arch: str) -> None:
 def check_packaged_weights(model: Any) -> None:
     """For a model config whose ``weights=imagenet`` come in a pip package: that the package
     is installed (else one line says what to install)."""
-    backbone = model.backbone
-    if backbone.startswith("timm/") and model.weights in ("imagenet", "DEFAULT") and backbone[5:] in PACKAGED:
-        packaged_file(backbone[5:])
+    arch = model.backbone[len("timm/") :]
+    if model.backbone.startswith("timm/") and uses_packaged(arch, model.weights):
+        packaged_file(arch)

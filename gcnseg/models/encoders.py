@@ -181,9 +181,10 @@ class TimmEncoder(nn.Module):  # bf16_inference unset: EfficientNet-Lite0 in bf1
             import timm
         except ImportError:
             raise WeightsError(f"backbone timm/{arch} needs timm: pip install 'gcnseg[pretrained]'") from None
-        from ..packaged import PACKAGED, load_packaged
+        from ..packaged import load_packaged, uses_packaged
 
-        hub = weights == "hub" or (weights in ("imagenet", "DEFAULT") and arch not in PACKAGED)
+        packaged = uses_packaged(arch, weights)
+        hub = weights == "hub" or (weights in ("imagenet", "DEFAULT") and not packaged)
         try:
             self.body = timm.create_model(arch, pretrained=hub, features_only=True)
         except Exception as e:  # offline hub, or a model without a features_only form
@@ -199,7 +200,7 @@ class TimmEncoder(nn.Module):  # bf16_inference unset: EfficientNet-Lite0 in bf1
         all_channels = info.channels()
         self.channels = tuple(all_channels[i] for i in self.taps)
         self.arch = arch
-        if weights in ("imagenet", "DEFAULT") and arch in PACKAGED:
+        if packaged:
             load_packaged(self.body, arch)
         elif weights is not None and not hub:
             state = read_state_dict(weights)

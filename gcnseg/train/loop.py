@@ -102,10 +102,10 @@ def train_step(run: Run, images: torch.Tensor, masks: torch.Tensor) -> float:
         images = images.contiguous(memory_format=torch.channels_last)
     with torch.autocast(run.device.type, dtype=run.amp_dtype) if run.amp_dtype is not None else nullcontext():
         logits = run.ddp(images)
-    t = run.cfg.train
-    weight = None if t.class_weights is None else torch.tensor(t.class_weights)
-    # float32, whatever the autocast dtype
-    loss = segmentation_loss(logits, masks, run.cfg.data.ignore_index, weight, t.ohem_thresh, t.ohem_min_kept)
+    t = run.cfg.train  # the loss in float32, whatever the autocast dtype
+    loss = segmentation_loss(
+        logits, masks, run.cfg.data.ignore_index, run.class_weights, t.ohem_thresh, t.ohem_min_kept
+    )
     if any_process(not bool(torch.isfinite(loss.detach())), loss.device):
         where = run.run_dir / "last.json"
         raise TrainingError(

@@ -65,6 +65,7 @@ class Run:
     total: int
     log: RunLog
     state: TrainState
+    class_weights: torch.Tensor | None  # of the loss (train.class_weights), on the run's device
 
     @property
     def is_main(self) -> bool:
@@ -222,4 +223,5 @@ def setup(cfg: Config, resume: bool = False) -> Run:
         total,
         RunLog(run_dir, rank == 0),
         state,
+        None if t.class_weights is None else torch.tensor(t.class_weights, device=device),
     )
