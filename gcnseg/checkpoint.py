@@ -4,13 +4,17 @@ A checkpoint is a folder ``RUN/checkpoints/step-NNNNNNN/`` holding
 ``model.safetensors`` (weights), ``model.json`` (the sidecar: config, class
 names, palette, step, metrics) and ``train_state.pt`` (optimiser, scheduler and
 RNG state; tensors and plain values only, read back with ``weights_only=True``).
-It is written into a temporary folder and renamed into place; then the pointers
-``RUN/last.json`` and ``RUN/best.json`` are replaced atomically. A run killed at
-any moment therefore always points at a complete checkpoint.
+It is written into a temporary folder, synced to disk and renamed into place; then
+the pointers ``RUN/last.json`` and ``RUN/best.json`` are replaced atomically. A run
+killed at any moment therefore always points at a complete checkpoint. The sidecar
+holds the SHA-256 of the weights and of the training state, checked at every load:
+a flipped byte is an error naming the file, never a silently different result.
+Pointers name folders inside ``RUN/checkpoints``; one that leads elsewhere is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -24,7 +28,7 @@ from torch import nn
 
 from .config import Config, config_from_dict
 from .errors import GcnsegError
-from .runtime import atomic_write_text
+from .runtime import atomic_write_text, default_mode, fsync_path
 
 MODEL_FILE, META_FILE, STATE_FILE = "model.safetensors", "model.json", "train_state.pt"
 
@@ -46,8 +50,26 @@ def save_checkpoint(
     train_state: dict[str, Any] | None = None,
     pointers: tuple[str, ...] = ("last",),
 ) -> Path:
-    """Write a checkpoint folder for ``meta["step"]`` and point ``pointers`` at it."""
+    """Write a checkpoint folder for ``meta["step"]`` and point ``pointers`` at it. A write
+    that fails (a full disk, a read-only place) is a :class:`CheckpointError` naming the
+    path and the last good checkpoint, which stays as it was."""
     run_dir = Path(run_dir)
+    try:
+        return _save(run_dir, model, meta, train_state, pointers)
+    except CheckpointError:
+        raise
+    except Exception as e:
+        good = last_good(run_dir)
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise CheckpointError(
+            f"{getattr(e, 'filename', None) or run_dir}: could not write the checkpoint of step {meta['step']} "
+            f"({type(e).__name__}: {first}); the last good checkpoint is {good or 'not written yet'}"
+        ) from None
+
+
+def _save(
+    run_dir: Path, model: nn.Module, meta: dict[str, Any], train_state: dict[str, Any] | None, pointers: tuple[str, ...]
+) -> Path:
     ckpt_root = run_dir / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step-{int(meta['step']):07d}"
@@ -57,12 +79,21 @@ def save_checkpoint(
         final = ckpt_root / f"step-{int(meta['step']):07d}-{n}"
     tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=".tmp-"))
     try:
+        os.chmod(tmp, default_mode(folder=True))
         state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
         save_file(state, str(tmp / MODEL_FILE), metadata={"format": "pt", "gcnseg": "1"})
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        written = [MODEL_FILE]
         if train_state is not None:
             torch.save(train_state, tmp / STATE_FILE)
+            written.append(STATE_FILE)
+        meta = {**meta, "sha256": {name: file_sha256(tmp / name) for name in written}}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        for name in (*written, META_FILE):
+            os.chmod(tmp / name, default_mode())  # (safetensors writes 0600)
+            fsync_path(tmp / name)
+        fsync_path(tmp)
         os.replace(tmp, final)
+        fsync_path(ckpt_root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -74,14 +105,48 @@ def save_checkpoint(
     return final
 
 
+def last_good(run_dir: Path) -> Path | None:
+    """The checkpoint that ``run_dir/last.json`` names, if it names a complete one (never raises)."""
+    try:
+        return resolve_checkpoint(run_dir / "last.json")
+    except (CheckpointError, OSError):
+        return None
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_digest(ckpt: Path, name: str) -> None:
+    """The file ``name`` of checkpoint ``ckpt`` has the SHA-256 that its sidecar recorded
+    (sidecars written before digests were kept have none to check)."""
+    expected = read_meta(ckpt).get("sha256", {})
+    if not isinstance(expected, dict):
+        raise CheckpointError(f"{ckpt / META_FILE}: 'sha256' is not a mapping of file names to digests")
+    if name in expected and file_sha256(ckpt / name) != expected[name]:
+        raise CheckpointError(
+            f"{ckpt / name}: corrupted (its SHA-256 differs from the one recorded in {META_FILE} when it was saved)"
+        )
+
+
 def _pointed(run_dir: Path, name: str) -> Path | None:
+    """The checkpoint folder that ``run_dir/NAME.json`` names (None without that file);
+    only a folder inside ``run_dir/checkpoints`` is accepted."""
     p = run_dir / f"{name}.json"
     if not p.is_file():
         return None
     try:
-        return run_dir / json.loads(p.read_text())["path"]
+        target = json.loads(p.read_text())["path"]
+        rel = Path(target)
     except (ValueError, KeyError, TypeError):  # TypeError: JSON that is not an object, or a path that is not a string
         raise CheckpointError(f"{p}: not a checkpoint pointer") from None
+    if rel.is_absolute() or len(rel.parts) != 2 or rel.parts[0] != "checkpoints" or rel.parts[1] in ("..", "."):
+        raise CheckpointError(f"{p}: points outside the run's checkpoints/ folder ({target!r}); refused")
+    return run_dir / rel
 
 
 def _prune(run_dir: Path) -> None:
@@ -111,30 +176,52 @@ def resolve_checkpoint(path: str | os.PathLike, prefer: str = "best") -> Path:
                 path = target
                 break
         else:
-            raise CheckpointError(
-                f"{path}: no checkpoint here (expected last.json / best.json of a run, or {MODEL_FILE})"
-            )
+            raise CheckpointError(_no_checkpoint(path, order))
     if not (path / MODEL_FILE).is_file() or not (path / META_FILE).is_file():
         raise CheckpointError(f"{path}: incomplete checkpoint (expected {MODEL_FILE} and {META_FILE})")
     return path
 
 
+def _no_checkpoint(path: Path, looked_for: tuple[str, ...]) -> str:
+    """Why a folder gives no checkpoint, and what to do."""
+    if (path / "config.yaml").is_file() and not any((path / f"{n}.json").exists() for n in ("last", "best")):
+        return f"{path}: no checkpoint yet (the run stopped before its first one): start it again without --resume"
+    if "best" not in looked_for and (path / "best.json").is_file():
+        return (
+            f"{path}/last.json: missing (only best.json is left); resuming needs last.json. "
+            f"Start a new run from those weights with train.init_from={path / 'best.json'}"
+        )
+    return f"{path}: no checkpoint here (expected last.json / best.json of a run, or {MODEL_FILE})"
+
+
 def read_meta(ckpt: Path) -> dict[str, Any]:
     try:
-        return json.loads((ckpt / META_FILE).read_text())
-    except ValueError as e:
+        meta = json.loads((ckpt / META_FILE).read_text())
+    except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{ckpt / META_FILE}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f"{ckpt / META_FILE}: not a checkpoint sidecar (a JSON {type(meta).__name__}, not an object)"
+        )
+    return meta
 
 
-def load_weights(model: nn.Module, ckpt: Path) -> None:
-    """Load ``model.safetensors`` of checkpoint folder ``ckpt`` into ``model`` (strict)."""
+def read_weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    """The tensors of ``ckpt/model.safetensors``, after checking its SHA-256 against the sidecar's."""
+    _check_digest(ckpt, MODEL_FILE)
     try:
-        state = load_file(str(ckpt / MODEL_FILE))
+        return load_file(str(ckpt / MODEL_FILE))
     except Exception as e:
         first = str(e).strip().splitlines()
         raise CheckpointError(
             f"{ckpt / MODEL_FILE}: unreadable ({type(e).__name__}: {first[0] if first else ''})"
         ) from None
+
+
+def load_weights(model: nn.Module, ckpt: Path, state: dict[str, torch.Tensor] | None = None) -> None:
+    """Load ``model.safetensors`` of checkpoint folder ``ckpt`` (or its ``state``, read
+    before) into ``model`` (strict)."""
+    state = read_weights(ckpt) if state is None else state
     target = unwrap(model).state_dict()
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]
@@ -147,14 +234,42 @@ def load_weights(model: nn.Module, ckpt: Path) -> None:
     unwrap(model).load_state_dict(state)
 
 
+# what a training state holds (train.loop.save), and the type of each entry
+STATE_KEYS = {"optimizer": dict, "scheduler": dict, "step": int, "best": dict, "rng": torch.Tensor}
+
+
 def load_train_state(ckpt: Path) -> dict[str, Any]:
+    """The optimiser, scheduler, step, best and RNG state of checkpoint ``ckpt``
+    (tensors and plain values only: ``weights_only=True``; its digest checked)."""
     path = ckpt / STATE_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: missing (the checkpoint holds weights only and cannot resume training)")
+    _check_digest(ckpt, STATE_FILE)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"{path}: unreadable ({type(e).__name__})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a training state (a {type(state).__name__}, not a mapping)")
+    bad = [k for k, tp in STATE_KEYS.items() if not isinstance(state.get(k), tp)]
+    if bad:
+        raise CheckpointError(f"{path}: not a training state (missing or wrong: {', '.join(bad)})")
+    return state
+
+
+def _read(path: str | os.PathLike, prefer: str) -> tuple[Path, dict[str, Any], dict[str, torch.Tensor]]:
+    """The checkpoint that ``path`` names, its sidecar and weights, read at once. A run that
+    is training meanwhile may replace the checkpoint between the pointer and the files:
+    then the pointer is read again (readers never wait for the writer)."""
+    tries = 5
+    while True:
+        ckpt = resolve_checkpoint(path, prefer)
+        try:
+            return ckpt, read_meta(ckpt), read_weights(ckpt)
+        except (CheckpointError, FileNotFoundError):
+            tries -= 1
+            if tries == 0 or resolve_checkpoint(path, prefer) == ckpt:
+                raise
 
 
 def load_model(path: str | os.PathLike, prefer: str = "best") -> tuple[nn.Module, Config, dict[str, Any]]:
@@ -162,12 +277,11 @@ def load_model(path: str | os.PathLike, prefer: str = "best") -> tuple[nn.Module
     from .config import with_input_normalisation
     from .models import build_model
 
-    ckpt = resolve_checkpoint(path, prefer)
-    meta = read_meta(ckpt)
+    ckpt, meta, state = _read(path, prefer)
     cfg = config_from_dict(meta.get("config", {}), str(ckpt / META_FILE), saved=True)
     if not isinstance(meta.get("num_classes"), int):
         raise CheckpointError(f"{ckpt / META_FILE}: no num_classes (not a gcnseg checkpoint sidecar)")
     model = build_model(cfg.model, meta["num_classes"], pretrained=False)
-    load_weights(model, ckpt)
+    load_weights(model, ckpt, state)
     cfg = with_input_normalisation(cfg)  # a run folder written by hand may leave them to the backbone
     return model.eval(), cfg, meta

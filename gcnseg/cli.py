@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from typing import NoReturn
 
 from . import __version__
-from .errors import GcnsegError
+from .errors import GcnsegError, Stopped
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -25,8 +27,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 1 (``--limit 0`` is refused, not "all")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake as one line that points at ``--help`` (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="gcnseg",
         description="Global Convolutional Network for semantic segmentation (Peng et al., CVPR 2017).",
     )
@@ -42,13 +62,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(importlib.import_module(args._module).run(args) or 0)
+        code = int(importlib.import_module(args._module).run(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
     except GcnsegError as e:
         print(f"gcnseg: error: {e}", file=sys.stderr)
         return 2
+    except Stopped as e:
+        print(f"gcnseg: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("gcnseg: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``gcnseg data check ... | head``): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as e:  # the place: a full disk, a read-only or missing folder, a path that is a file
+        where = e.filename if e.filename is not None else "gcnseg"
+        print(f"gcnseg: error: {where}: {e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

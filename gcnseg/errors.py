@@ -7,3 +7,12 @@ class GcnsegError(Exception):
 
 class DataError(GcnsegError):
     """A dataset, image or mask is missing, unreadable or inconsistent; the message names the file."""
+
+
+class Stopped(Exception):
+    """The run stopped cleanly when asked (SIGTERM, Ctrl-C) after saving a checkpoint;
+    the command exits with ``128 + signal`` (143 for SIGTERM, 130 for SIGINT)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cli import positive_int
 from .config import EvalConfig
 from .data import TransformedDataset
 from .models.encoders import IMAGENET_MEAN, IMAGENET_STD
@@ -139,7 +140,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--eager", action="store_true", help="run the plain model, not the optimised inference path")
     p.add_argument("--json", dest="json_out", help="also write the result to this JSON file")
-    p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("--limit", type=positive_int, help="only the first N images")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.eval_size=256")
 
 
@@ -150,8 +151,10 @@ def run(args: argparse.Namespace) -> int:
     from .errors import GcnsegError
     from .inference import DEFAULT_MS_SCALES
     from .metrics import format_metrics
-    from .runtime import atomic_write_text, resolve_device
+    from .runtime import atomic_write_text, check_output, resolve_device
 
+    if args.json_out:
+        check_output(args.json_out, "--json")
     model, cfg, meta = load_model(args.checkpoint)
     tile = None if not args.tile else args.tile[0] if len(args.tile) == 1 else args.tile[:2]
     cfg = apply_overrides(

@@ -54,12 +54,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .checkpoint import load_model, resolve_checkpoint
+    from .runtime import check_output
 
-    model, cfg, meta = load_model(args.checkpoint)
     ckpt = resolve_checkpoint(args.checkpoint)
     out = Path(args.out) if args.out else ckpt / ("model.onnx" if args.format == "onnx" else "model.pt")
     if not out.parent.is_dir():
         raise GcnsegError(f"{out.parent}: output folder does not exist")
+    check_output(out, "--out")
+    model, cfg, meta = load_model(args.checkpoint)
     with warnings.catch_warnings():  # the exporters' notes on traced sizes are expected here
         warnings.simplefilter("ignore")
         if args.format == "onnx":

@@ -24,17 +24,21 @@ KINDS = {"label": "labels", "overlay": "overlays", "side": "side"}  # picture ->
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 
 
-def find_images(inputs: list[str]) -> list[tuple[Path, Path]]:
+def find_images(inputs: list[str], skip: Path | None = None) -> list[tuple[Path, Path]]:
     """``(file, output sub-folder)``: files as given, folders searched recursively
-    (sorted) with their sub-folders mirrored in the output."""
+    (sorted) with their sub-folders mirrored in the output; nothing inside ``skip`` (the
+    output folder, which may lie inside an input folder) is taken from a folder."""
     found: list[tuple[Path, Path]] = []
+    skip = skip.resolve() if skip is not None else None
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             found += [
                 (f, f.parent.relative_to(p))
                 for f in sorted(p.rglob("*"))
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                if f.is_file()
+                and f.suffix.lower() in IMAGE_SUFFIXES
+                and (skip is None or not f.resolve().is_relative_to(skip))
             ]
         elif p.exists():
             found.append((p, Path()))
@@ -74,12 +78,16 @@ def run(args: argparse.Namespace) -> int:
     from .config import apply_overrides, given, split_overrides
     from .data.io import read_image
     from .inference import DEFAULT_MS_SCALES, predict_scores
-    from .runtime import resolve_device
+    from .runtime import check_output, resolve_device
     from .visualize import colorize, label_image, overlay, panel
 
     overrides, inputs_given = split_overrides(args.inputs)
     if not inputs_given:
         raise GcnsegError("no INPUT given: name image files or folders to segment")
+    out = check_output(args.out, "--out", folder=True)
+    files = find_images(inputs_given, skip=out)
+    if not files:
+        raise GcnsegError(f"no image in {', '.join(inputs_given)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     model, cfg, meta = load_model(args.checkpoint)
     cfg = apply_overrides(
         cfg,
@@ -104,8 +112,6 @@ def run(args: argparse.Namespace) -> int:
         from .crf import dense_crf, require_crf
 
         require_crf()
-    files = find_images(inputs_given)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     inputs = {f.resolve() for f, _ in files}
     written: set[Path] = set()

@@ -6,16 +6,20 @@
   process group as started by ``torchrun`` (``nccl`` on GPUs, ``gloo`` on CPUs);
 - :func:`any_process`, :func:`all_reduce_sum_`: the cross-process reductions that keep
   every process in step (all stop together; confusion matrices summed);
-- :func:`atomic_path`, :func:`atomic_write_text`: a file appears complete or not at all.
+- :func:`atomic_path`, :func:`atomic_write_text`: a file appears complete or not at all,
+  synced to disk with its folder (as databases do), with the modes of the umask;
+- :func:`lock_folder`: one writer per folder, an OS lock that dies with its process.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import torch
 import torch.distributed as dist
@@ -85,10 +89,27 @@ def all_reduce_sum_(t: torch.Tensor) -> None:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
 
 
+def default_mode(folder: bool = False) -> int:
+    """The mode that ``open`` / ``mkdir`` give under this process's umask (temporary
+    files and folders are made private; what they become is not)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Flush a file's data, or a folder's entries (a rename into it), to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to; renamed onto ``path`` when the
-    block ends without an error, removed when it raises (a kill leaves only a
+    """A temporary path beside ``path`` to write to; synced and renamed onto ``path``
+    when the block ends without an error, removed when it raises (a kill leaves only a
     hidden ``.NAME.*.tmp`` file, never half of ``path``)."""
     path = Path(path)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -96,9 +117,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        os.chmod(tmp, default_mode())
+        fsync_path(tmp)
         os.replace(tmp, path)
+        fsync_path(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -107,3 +129,59 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def lock_folder(folder: Path, what: str) -> IO[str]:
+    """An exclusive lock on ``folder`` (``folder/.lock``) held until the returned file is
+    closed or the process ends, however it ends: a second writer is refused in one line.
+    ``what`` names the writer in that line (e.g. ``gcnseg train``)."""
+    f = open(folder / ".lock", "a+")  # noqa: SIM115 (held open: the lock lives as long as the file)
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise in_use(folder, holder) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{what} (pid {os.getpid()})\n")
+    f.flush()
+    return f
+
+
+def check_output(path: str | os.PathLike[str], key: str, folder: bool = False) -> Path:
+    """``path`` can be written as a file (or, ``folder``, made a folder): checked before
+    the work, so that a bad ``--out`` / ``--json`` is one line and not a traceback after
+    it. Nothing is created."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise GcnsegError(
+            f"{key} {path}: {'is a file, expected a folder' if folder else 'is a folder, expected a file'}"
+        )
+    parent = path if folder and path.exists() else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise GcnsegError(f"{key} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise GcnsegError(f"{key} {path}: {parent} is not writable")
+    return path
+
+
+def in_use(folder: Path, holder: str) -> GcnsegError:
+    return GcnsegError(f"{folder}: in use by {holder}; wait for it to end, or use another out_dir")
+
+
+def folder_holder(folder: Path) -> str | None:
+    """Who holds :func:`lock_folder`'s lock on ``folder`` now (None: nobody); creates nothing."""
+    try:
+        f = open(folder / ".lock")  # noqa: SIM115 (closed below, whichever way)
+    except OSError:
+        return None
+    with f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return f.read().strip() or "another process"
+    return None

@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     ]
 
     metrics = SegMetrics(c, args.ignore_index, None if args.no_boundary else args.boundary_width)
+    no_class = None if 0 <= args.ignore_index < c else args.ignore_index  # a predicted ignore index: no class
     images = 0
     for stem in sorted(gts.keys() & preds.keys()):
         arrays = {}
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{gt.shape[1]}x{gt.shape[0]} ({gts[stem]})"
             )
             continue
-        bad_pred = _out_of_range(pred, c, None)
+        bad_pred = _out_of_range(pred, c, args.ignore_index)
         bad_gt = _out_of_range(gt, c, args.ignore_index)
         if bad_pred:
             problems.append(f"{preds[stem]}: predicted values out of range [0, {c}): {bad_pred[:10]}")
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             )
         if bad_pred or bad_gt or problems:
             continue  # nothing will be printed; only keep looking for problems
-        metrics.update(torch.from_numpy(pred), torch.from_numpy(gt))
+        metrics.update(torch.from_numpy(pred), torch.from_numpy(gt), no_class=no_class)
         images += 1
 
     if problems:
@@ -143,5 +144,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"images": images, "num_classes": c, "ignore_index": args.ignore_index, **result}))
     else:
         print(f"{images} images, {result['pixels']} scored pixels, {c} classes (ignore {args.ignore_index})")
+        if result["unassigned_pixels"]:
+            print(
+                f"{result['unassigned_pixels']} scored pixels predicted as {args.ignore_index} (no class): "
+                "counted wrong (those where the ground truth is ignored are not scored)"
+            )
         print(format_metrics(result))
     return 0

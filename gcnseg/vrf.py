@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from .errors import GcnsegError
-from .runtime import atomic_write_text, resolve_device
+from .runtime import atomic_write_text, check_output, resolve_device
 
 TARGETS = ("sum", "predicted")
 
@@ -165,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise GcnsegError(f"--out {out}: expected a .png file name")
+    check_output(out, "--out")
     device = resolve_device(args.device)
     pictures, titles, records = [], [], []
     for ckpt in [args.checkpoint] + ([args.compare] if args.compare else []):

@@ -33,3 +33,44 @@ def test_malformed_pointer_is_a_one_line_error_naming_it(tmp_path, text):
     (tmp_path / "last.json").write_text(text)
     with pytest.raises(ck.CheckpointError, match=r"last\.json: not a checkpoint pointer"):
         ck.resolve_checkpoint(tmp_path, "last")
+
+
+def test_files_are_synced_before_they_are_renamed_and_get_the_umask_modes(tmp_path, monkeypatch):
+    import gcnseg.runtime as rt
+
+    synced: list[str] = []
+    real = rt.fsync_path
+
+    def record(path):
+        synced.append(os.path.relpath(path, tmp_path))
+        real(path)
+
+    monkeypatch.setattr(ck, "fsync_path", record)
+    monkeypatch.setattr(rt, "fsync_path", record)
+    old = os.umask(0o027)
+    try:
+        final = ck.save_checkpoint(tmp_path, nn.Linear(2, 2), {"step": 1}, {"step": 1}, pointers=("last",))
+    finally:
+        os.umask(old)
+    tmp = synced[0].split(os.sep)[1]  # the hidden folder the checkpoint was written in
+    assert tmp.startswith(".tmp-")
+    for name in ("model.safetensors", "train_state.pt", "model.json", ""):
+        assert os.path.join("checkpoints", tmp, name).rstrip(os.sep) in synced, (name, synced)
+    assert "checkpoints" in synced  # the rename itself
+    assert "." in synced  # the folder of the pointer file, after its rename
+    assert [p for p in synced if p.startswith(".last.json")]
+    for f in final.iterdir():
+        assert f.stat().st_mode & 0o777 == 0o640, f
+    assert final.stat().st_mode & 0o777 == 0o750
+    assert (tmp_path / "last.json").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_digest_mismatch_names_the_file(tmp_path):
+    final = ck.save_checkpoint(tmp_path, nn.Linear(2, 2), {"step": 1}, pointers=("last",))
+    model = nn.Linear(2, 2)
+    ck.load_weights(model, final)  # intact: loads
+    data = bytearray((final / ck.MODEL_FILE).read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    (final / ck.MODEL_FILE).write_bytes(bytes(data))
+    with pytest.raises(ck.CheckpointError, match=r"model\.safetensors: corrupted"):
+        ck.load_weights(model, final)

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from gcnseg.checkpoint import resolve_checkpoint
 from gcnseg.config import load_config
 from gcnseg.train import train
+from gcnseg.train.state import setup
 
 COMMON = [
     "model.backbone=resnet18",
@@ -65,12 +66,12 @@ def test_two_process_gloo_matches_single_process(tmp_path):
         show_progress=False,
     )
 
-    init_dir = tmp_path / "init"  # the same seed, no step: the initial weights
-    train(load_config(None, COMMON + ["train.iterations=0", f"out_dir={init_dir}"]), show_progress=False)
+    init = setup(load_config(None, COMMON + [f"out_dir={tmp_path / 'init'}"]))  # the same seed: the initial weights
+    init.lock.close()
 
     a = load_file(str(resolve_checkpoint(ddp_dir, "last") / "model.safetensors"))
     b = load_file(str(resolve_checkpoint(single_dir, "last") / "model.safetensors"))
-    c = load_file(str(resolve_checkpoint(init_dir, "last") / "model.safetensors"))
+    c = {k: v.detach().clone() for k, v in init.model.state_dict().items()}
     assert a.keys() == b.keys() == c.keys()
     keys = [k for k in c if c[k].is_floating_point()]
     update_single = torch.cat([(b[k] - c[k]).flatten() for k in keys])

@@ -325,3 +325,20 @@ def test_throughput_is_vectorised():
         sm.update(p, t)
     assert (time.perf_counter() - start) / 3 < 0.5
     assert sm.compute()["pixels"] == 4 * 1024 * 2048
+
+
+@pytest.mark.parametrize("ignore", [255, None])
+def test_a_no_class_prediction_is_wrong_where_scored_and_nothing_where_ignored(ignore):
+    gt = np.array([0, 1, 1, 1, 0, 255 if ignore is not None else 0])
+    pred = np.array([0, 1, 255, 255, 0, 255])
+    cm = ConfusionMatrix(2, ignore)
+    cm.update(pred, gt, no_class=255)
+    r = cm.compute()
+    if ignore is not None:  # 5 scored: class 0 right twice, class 1 right once of three
+        assert r["pixels"] == 5 and r["unassigned_pixels"] == 2
+        assert r["iou"] == [1.0, pytest.approx(1 / 3)] and r["pixel_acc"] == pytest.approx(3 / 5)
+    else:  # the last pixel is scored too: a class-0 pixel given no class
+        assert r["pixels"] == 6 and r["unassigned_pixels"] == 3
+        assert r["iou"] == [pytest.approx(2 / 3), pytest.approx(1 / 3)]
+    with pytest.raises(ValueError, match="predicted class ids out of range"):
+        cm.update(pred, gt)  # without no_class, 255 is an error as before

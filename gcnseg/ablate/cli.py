@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from ..runtime import check_output
 from .runner import ablate
 from .tables import load_table, table_path
 
@@ -50,6 +51,7 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the table named by ``--table`` or ``--table-file``; 0 when every network is done."""
     table = load_table(args.table_file if args.table_file else table_path(args.table))
+    check_output(args.out, "--out", folder=True)
     ablate(
         table,
         args.out,

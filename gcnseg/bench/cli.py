@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from ..cli import positive_int
+from ..runtime import check_output
 from .cases import bench_inference, bench_metrics, bench_peak_memory, bench_train_step
 
 
@@ -21,9 +23,9 @@ def format_rows(title: str, rows: list[dict[str, Any]]) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--size", type=int, default=512, help="square input size (default 512)")
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
-    p.add_argument("--repeats", type=int, default=5, help="timed calls per model (median; default 5)")
+    p.add_argument("--size", type=positive_int, default=512, help="square input size (default 512)")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads (default 2)")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed calls per model (median; default 5)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--json", dest="json_out", help="write the results to this JSON file")
     p.add_argument(
@@ -36,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json_out:
+        check_output(args.json_out, "--json")
     torch.set_num_threads(args.threads)
     result: dict[str, Any] = {
         "size": args.size,

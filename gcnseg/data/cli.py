@@ -62,9 +62,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _weights(args: argparse.Namespace, cfg: Config, ds: SegmentationDataset, split: str) -> int:
-    from ..runtime import atomic_write_text
+    from ..runtime import atomic_write_text, check_output
     from .weights import class_pixels, class_weights
 
+    if args.out:
+        check_output(args.out, "--out")
     pixels, present_in = class_pixels(ds)
     weights = [round(w, 4) for w in class_weights(pixels, present_in, args.method)]
     share = pixels / pixels.sum()

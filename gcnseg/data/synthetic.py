@@ -83,6 +83,9 @@ class SyntheticShapes(SegmentationDataset):
             raise DataError(f"synthetic-shapes: unknown split {split!r} (known: {', '.join(SPLITS)})")
         if num_classes < 2:
             raise DataError(f"synthetic-shapes: num_classes must be >= 2 (background + objects), got {num_classes}")
+        for key, value in (("size", size), ("length", length), ("eval_length", eval_length), ("objects", objects)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise DataError(f"synthetic-shapes: data.options {key} must be a positive integer, got {value!r}")
         lo, hi = (float(radius), float(radius)) if isinstance(radius, (int, float)) else map(float, radius)
         if not 0 < lo <= hi <= 0.5:
             raise DataError(f"synthetic-shapes: radius must satisfy 0 < min <= max <= 0.5, got {radius!r}")

@@ -14,7 +14,9 @@
 
 Conventions (where the issue left a choice):
 
-* Pixels whose ground truth is ``ignore_index`` never count, whatever is predicted.
+* Pixels whose ground truth is ``ignore_index`` never count, whatever is predicted. A
+  prediction of "no class" (``update(..., no_class=255)``, as label maps written by other
+  tools hold) is wrong wherever the ground truth has a class.
 * A class absent from both ground truth and prediction has an undefined IoU: it is
   reported as ``None`` and left out of the mean IoU. A class absent from the ground truth
   but predicted somewhere has IoU 0 and does count. A class absent from the ground truth
@@ -47,9 +49,11 @@ class SegMetrics:
         self.confusion = ConfusionMatrix(num_classes, ignore_index)
         self.boundary = None if boundary_width is None else BoundaryAccuracy(boundary_width, ignore_index)
 
-    def update(self, pred: Any, target: Any) -> None:
+    def update(self, pred: Any, target: Any, no_class: int | None = None) -> None:
+        """Add a batch; ``no_class``: see :meth:`ConfusionMatrix.update` (the boundary
+        accuracy counts such pixels wrong already)."""
         pred, target = as_labels(pred), as_labels(target)  # once for both
-        self.confusion.update(pred, target)
+        self.confusion.update(pred, target, no_class)
         if self.boundary is not None:
             self.boundary.update(pred, target)
 

@@ -55,17 +55,25 @@ class ConfusionMatrix:
         self.num_classes = int(num_classes)
         self.ignore_index = ignore_index
         self.matrix = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64, device=device)
+        # per ground-truth class: pixels given no class (update's no_class), wrong for every class
+        self.unassigned = torch.zeros(self.num_classes, dtype=torch.int64, device=device)
 
     def reset(self) -> None:
         self.matrix.zero_()
+        self.unassigned.zero_()
 
     @staticmethod
     def _bad(values: np.ndarray) -> list[int]:
         return [int(v) for v in np.unique(values)[:10]]
 
-    def update(self, pred: Any, target: Any) -> None:
+    def update(self, pred: Any, target: Any, no_class: int | None = None) -> None:
         """Add a batch: ``pred`` (class ids) and ``target`` (labels) of the same shape
         (torch tensors on any device, or numpy arrays).
+
+        ``no_class``: a predicted value meaning "no class" (label maps of other tools
+        hold the ignore index, 255): not counted where the ground truth is ignored, and
+        wrong elsewhere (a miss of the true class, a false positive of none), as
+        mmsegmentation and Hugging Face's mean IoU count it.
 
         Raises ``ValueError`` for a predicted id outside ``[0, C)`` or a label outside
         ``[0, C)`` that is not ``ignore_index``; nothing is added then.
@@ -76,6 +84,18 @@ class ConfusionMatrix:
         if p.size == 0:
             return
         c, ign = self.num_classes, self.ignore_index
+        if no_class is not None and (none := p == no_class).any():
+            scored = none & (t >= 0) & (t < c) & (t != ign if ign is not None else True)
+            missed = np.bincount(t[scored].astype(np.int64), minlength=c)[:c]
+            keep = ~none  # (a copy: the rare path of label maps from other tools)
+            self._update(p[keep], t[keep], c, ign)
+            self.unassigned += torch.from_numpy(missed).to(self.unassigned.device)
+            return
+        self._update(p, t, c, ign)
+
+    def _update(self, p: np.ndarray, t: np.ndarray, c: int, ign: int | None) -> None:
+        if p.size == 0:
+            return
         if p.min() < 0 or p.max() >= c:
             raise ValueError(f"predicted class ids out of range [0, {c}): {self._bad(p[(p < 0) | (p >= c)])}")
         tmin, tmax = int(t.min()), int(t.max())
@@ -114,6 +134,7 @@ class ConfusionMatrix:
     def all_reduce(self) -> None:
         """Sum the matrix over all processes (no-op unless torch.distributed is initialised)."""
         all_reduce_sum_(self.matrix)
+        all_reduce_sum_(self.unassigned)
 
     def compute(self) -> dict[str, Any]:
         """Metrics from the accumulated matrix; see the module docstring for conventions.
@@ -124,10 +145,10 @@ class ConfusionMatrix:
         """
         m = self.matrix.detach().to("cpu", torch.float64)
         tp = m.diagonal()
-        gt = m.sum(1)
+        gt = m.sum(1) + self.unassigned.detach().to("cpu", torch.float64)
         pr = m.sum(0)
         union = gt + pr - tp
-        total = float(m.sum())
+        total = float(gt.sum())
         iou = [(float(tp[i] / union[i]) if union[i] > 0 else None) for i in range(self.num_classes)]
         acc = [(float(tp[i] / gt[i]) if gt[i] > 0 else None) for i in range(self.num_classes)]
         present_iou = [v for v in iou if v is not None]
@@ -144,5 +165,6 @@ class ConfusionMatrix:
             "mean_acc": sum(present_acc) / len(present_acc) if present_acc else None,
             "fwiou": fw,
             "pixels": int(total),
+            "unassigned_pixels": int(self.unassigned.sum()),
             "matrix": self.matrix.tolist(),
         }

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..checkpoint import CheckpointError
+from ..checkpoint import CheckpointError, last_good
 from ..config import apply_overrides, load_config
 from ..errors import GcnsegError
-from ..runtime import is_main
+from ..runtime import check_output, is_main
 from .log import format_summary
 from .loop import train
 
@@ -33,7 +33,14 @@ def run(args: argparse.Namespace) -> int:
         if not args.config and not args.overrides:
             raise GcnsegError("give --config FILE (see configs/) or KEY=VALUE overrides")
         cfg = load_config(args.config, args.overrides)
-    summary = train(cfg, resume=bool(args.resume), show_progress=not args.no_progress)
+        check_output(cfg.out_dir, "out_dir", folder=True)
+    try:
+        summary = train(cfg, resume=bool(args.resume), show_progress=not args.no_progress)
+    except OSError as e:  # a full disk, a read-only folder: what was saved stays as it was
+        good = last_good(Path(cfg.out_dir))
+        raise GcnsegError(
+            f"{e.filename or cfg.out_dir}: {e.strerror or e}; the last good checkpoint is {good or 'not written yet'}"
+        ) from None
     if is_main():
         print(format_summary(summary))
     return 0

@@ -7,21 +7,41 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..runtime import atomic_write_text
+
 
 class RunLog:
-    """metrics.jsonl and TensorBoard events (written by the main process only)."""
+    """metrics.jsonl and TensorBoard events (written by the main process only).
 
-    def __init__(self, run_dir: Path, enabled: bool) -> None:
+    ``resume_at``: the step of the checkpoint a resumed run continues from; the records of
+    later steps (written by the process that was stopped) are dropped, from both, so that
+    each step appears once."""
+
+    def __init__(self, run_dir: Path, enabled: bool, resume_at: int | None = None) -> None:
         self.enabled = enabled
         self.path = run_dir / "metrics.jsonl"
         self.tb = None
+        if enabled and resume_at is not None and self.path.is_file():
+            self._keep_until(resume_at)
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+                purge = None if resume_at is None else resume_at + 1
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge)
             except ImportError:  # tensorboard is a dependency; keep training without it anyway
                 self.tb = None
+
+    def _keep_until(self, step: int) -> None:
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # the half-written last line of a killed process
+                continue
+            if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+                kept.append(line + "\n")
+        atomic_write_text(self.path, "".join(kept))
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:

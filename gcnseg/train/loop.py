@@ -4,24 +4,29 @@
 the steps of one epoch (:func:`train_step`), validating (:func:`validate`) and saving
 (:func:`save`) on schedule; :func:`train` ties them together and writes the summary.
 Several processes under ``torchrun`` train one DistributedDataParallel model; a
-non-finite loss or the time budget stops all of them together.
+non-finite loss or the time budget stops all of them together. SIGTERM (what Slurm,
+Kubernetes and ``timeout`` send) and Ctrl-C stop the run at the next step boundary with
+a checkpoint (:class:`~gcnseg.errors.Stopped`); a second one stops it at once.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from ..checkpoint import resolve_checkpoint, save_checkpoint
+from ..checkpoint import last_good, resolve_checkpoint, save_checkpoint
 from ..config import Config
-from ..errors import GcnsegError
+from ..errors import DataError, GcnsegError, Stopped
 from ..evaluate import evaluate, write_previews
 from ..models import IMAGENET_MEAN, IMAGENET_STD
 from ..runtime import any_process, atomic_write_text
@@ -37,9 +42,10 @@ class TrainingError(GcnsegError):
 
 def save(run: Run, metrics: dict[str, Any] | None, is_best: bool) -> None:
     """A checkpoint of the current step (main process): weights, sidecar, training state."""
-    if not run.is_main:
-        return
     s, ds = run.state, run.train_set
+    if not run.is_main:
+        s.saved_step = s.step
+        return
     meta = {
         "config": run.cfg.to_dict(),
         "num_classes": ds.num_classes,
@@ -59,6 +65,7 @@ def save(run: Run, metrics: dict[str, Any] | None, is_best: bool) -> None:
         "seconds": s.seconds(),
     }
     save_checkpoint(run.run_dir, run.model, meta, train_state, pointers=("last", "best") if is_best else ("last",))
+    s.saved_step = s.step
 
 
 def _train_mode(run: Run) -> None:
@@ -149,12 +156,50 @@ def train_one_epoch(run: Run, bar: Any, deadline: float | None) -> bool:
         bar.update(1)
         if t.val_every and s.step % t.val_every == 0 and s.step < run.total:
             bar.write(f"step {s.step}: val mIoU {pct(validate(run)['miou'])}")
-        elif t.checkpoint_every and s.step % t.checkpoint_every == 0:
+        elif t.checkpoint_every and s.step % t.checkpoint_every == 0 and s.step < run.total:  # (the end validates)
             save(run, None, False)
         out_of_time = deadline is not None and any_process(time.perf_counter() >= deadline, run.device)
-        if s.step >= run.total or out_of_time:
+        if any_process(s.stop_signal is not None, run.device) and s.stop_signal is None:
+            s.stop_signal = signal.SIGTERM  # another process was asked
+        if s.step >= run.total or out_of_time or s.stop_signal is not None:
             return True
     return False
+
+
+@contextmanager
+def _stop_on_signals(s: Any) -> Iterator[None]:
+    """SIGTERM and SIGINT ask the run to stop at the next step boundary (``s.stop_signal``);
+    a second one stops it at once (KeyboardInterrupt). The handlers are this block's only."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def ask(signum: int, frame: Any) -> None:
+        if s.stop_signal is not None:
+            raise KeyboardInterrupt
+        s.stop_signal = signum
+        print(f"\ngcnseg: {signal.Signals(signum).name}: stopping after this step (again: at once)", file=sys.stderr)
+
+    before = {sig: signal.signal(sig, ask) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _stopped(run: Run) -> Stopped:
+    """Save the step where a signal stopped the run (unless just saved) and say how to go on."""
+    s = run.state
+    assert s.stop_signal is not None
+    if s.saved_step != s.step:
+        save(run, None, False)
+    good = last_good(run.run_dir)
+    name = signal.Signals(s.stop_signal).name
+    return Stopped(
+        f"stopped by {name} at step {s.step}; checkpoint {good}; go on with: gcnseg train --resume {run.run_dir}",
+        128 + s.stop_signal,
+    )
 
 
 def _finish(run: Run, final: dict[str, Any]) -> dict[str, Any]:
@@ -207,13 +252,22 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
     t = cfg.train
     deadline = None if t.max_minutes is None else s.started + 60 * t.max_minutes - s.seconds_before
     try:
-        while s.step < run.total and not train_one_epoch(run, bar, deadline):
-            pass
-        bar.close()
-        final = validate(run)
+        with _stop_on_signals(s):
+            while s.step < run.total and not train_one_epoch(run, bar, deadline):
+                pass
+            bar.close()
+            if s.stop_signal is not None:
+                raise _stopped(run)
+            final = validate(run)
+    except DataError as e:  # a bad file met in training: data check names every one
+        raise DataError(
+            f"{e} (gcnseg data check --config {run.run_dir / 'config.yaml'} lists every bad file)"
+        ) from None
     finally:
         bar.close()
         run.log.close()
+        if run.lock is not None:
+            run.lock.close()
     summary = _finish(run, final)
     if dist.is_initialized():
         dist.barrier()

@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -20,7 +20,15 @@ from ..data import TransformedDataset, build_dataset
 from ..errors import GcnsegError
 from ..models import build_model
 from ..packaged import check_packaged_weights
-from ..runtime import atomic_write_text, init_distributed, resolve_device
+from ..runtime import (
+    any_process,
+    atomic_write_text,
+    folder_holder,
+    in_use,
+    init_distributed,
+    lock_folder,
+    resolve_device,
+)
 from .log import RunLog
 from .optim import build_optimizer, lr_factor
 from .sampling import EpochSampler
@@ -39,6 +47,8 @@ class TrainState:
     started: float = field(default_factory=time.perf_counter)
     seen: int = 0  # images since the last train log record, and when that record was
     window_start: float = field(default_factory=time.perf_counter)
+    saved_step: int | None = None  # the step of the last checkpoint
+    stop_signal: int | None = None  # SIGTERM / SIGINT received: stop at the next step boundary
 
     def seconds(self) -> float:
         return self.seconds_before + time.perf_counter() - self.started
@@ -66,6 +76,7 @@ class Run:
     log: RunLog
     state: TrainState
     class_weights: torch.Tensor | None  # of the loss (train.class_weights), on the run's device
+    lock: IO[str] | None  # the main process's lock on run_dir (one writer per run folder)
 
     @property
     def is_main(self) -> bool:
@@ -161,7 +172,7 @@ def setup(cfg: Config, resume: bool = False) -> Run:
 
     run_dir = Path(cfg.out_dir)
     if not resume and (run_dir / "last.json").exists():  # every process refuses, none is left waiting
-        raise GcnsegError(f"{run_dir}: already holds a run; use --resume {run_dir} or another out_dir")
+        raise _holds_a_run(run_dir)
     train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)  # (no random draws)
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
     if t.class_weights is not None and len(t.class_weights) != train_set.num_classes:
@@ -169,9 +180,9 @@ def setup(cfg: Config, resume: bool = False) -> Run:
             f"train.class_weights: {len(t.class_weights)} weights for the {train_set.num_classes} classes of "
             f"{cfg.data.dataset} (gcnseg data weights computes them)"
         )
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+    lock, refused = _take_run_dir(run_dir, resume, cfg) if rank == 0 else (None, None)
+    if any_process(refused is not None, device):  # every process stops, none is left waiting
+        raise refused or GcnsegError(f"{run_dir}: refused by the main process")
     model = _prepare_model(cfg, train_set.num_classes, device, world)
     optimizer = build_optimizer(cfg.optim, model)
 
@@ -184,6 +195,7 @@ def setup(cfg: Config, resume: bool = False) -> Run:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg.optim, s, total))
 
     state = TrainState()
+    log_from = 0
     if resume:
         ckpt = resolve_checkpoint(run_dir, prefer="last")
         load_weights(model, ckpt)
@@ -199,6 +211,9 @@ def setup(cfg: Config, resume: bool = False) -> Run:
         state.step, state.best = int(saved["step"]), saved["best"]
         torch.set_rng_state(saved["rng"])
         state.seconds_before = float(saved.get("seconds", 0.0))
+        state.saved_step = log_from = (
+            state.step
+        )  # the records of the steps after the checkpoint go: they are done again
 
     ddp = model
     if world > 1:
@@ -221,7 +236,30 @@ def setup(cfg: Config, resume: bool = False) -> Run:
         scaler,
         steps_per_epoch,
         total,
-        RunLog(run_dir, rank == 0),
+        RunLog(run_dir, rank == 0, resume_at=log_from if resume else None),
         state,
         None if t.class_weights is None else torch.tensor(t.class_weights, device=device),
+        lock,
     )
+
+
+def _holds_a_run(run_dir: Path) -> GcnsegError:
+    holder = folder_holder(run_dir)
+    if holder is not None:
+        return in_use(run_dir, holder)
+    return GcnsegError(f"{run_dir}: already holds a run; use --resume {run_dir} or another out_dir")
+
+
+def _take_run_dir(run_dir: Path, resume: bool, cfg: Config) -> tuple[IO[str] | None, GcnsegError | None]:
+    """Create and lock the run folder and write its config (main process): ``(lock, None)``,
+    or ``(None, why)`` where a second writer holds the folder or it holds a run already."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = lock_folder(run_dir, "gcnseg train")
+    except GcnsegError as e:
+        return None, e
+    if not resume and (run_dir / "last.json").exists():  # written by a run that held the lock just before
+        lock.close()
+        return None, _holds_a_run(run_dir)
+    atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+    return lock, None
