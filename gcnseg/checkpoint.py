@@ -14,10 +14,10 @@ Pointers name folders inside ``RUN/checkpoints``; one that leads elsewhere is re
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,11 @@ from torch import nn
 
 from .config import Config, config_from_dict
 from .errors import GcnsegError
-from .runtime import atomic_write_text, default_mode, fsync_path
+from .runtime import atomic_write_text, default_mode, file_sha256, fsync_path
 
 MODEL_FILE, META_FILE, STATE_FILE = "model.safetensors", "model.json", "train_state.pt"
+SIDECAR_VERSION = 2  # 2: holds the SHA-256 of every file of its checkpoint (1: earlier, none)
+_unchecked: set[Path] = set()  # version-1 checkpoints already warned about
 
 
 class CheckpointError(GcnsegError):
@@ -86,7 +88,7 @@ def _save(
         if train_state is not None:
             torch.save(train_state, tmp / STATE_FILE)
             written.append(STATE_FILE)
-        meta = {**meta, "sha256": {name: file_sha256(tmp / name) for name in written}}
+        meta = {**meta, "sidecar": SIDECAR_VERSION, "sha256": {name: file_sha256(tmp / name) for name in written}}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         for name in (*written, META_FILE):
             os.chmod(tmp / name, default_mode())  # (safetensors writes 0600)
@@ -113,21 +115,23 @@ def last_good(run_dir: Path) -> Path | None:
         return None
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _check_digest(ckpt: Path, name: str) -> None:
-    """The file ``name`` of checkpoint ``ckpt`` has the SHA-256 that its sidecar recorded
-    (sidecars written before digests were kept have none to check)."""
-    expected = read_meta(ckpt).get("sha256", {})
-    if not isinstance(expected, dict):
-        raise CheckpointError(f"{ckpt / META_FILE}: 'sha256' is not a mapping of file names to digests")
-    if name in expected and file_sha256(ckpt / name) != expected[name]:
+    """The file ``name`` of checkpoint ``ckpt`` has the SHA-256 that its sidecar recorded.
+    A version-2 sidecar must hold it; one written before digests were kept (version 1)
+    has none to check, which is said once."""
+    meta = read_meta(ckpt)
+    expected = meta.get("sha256")
+    if expected is None and meta.get("sidecar", 1) == 1:
+        if ckpt not in _unchecked:
+            _unchecked.add(ckpt)
+            print(
+                f"gcnseg: warning: {ckpt}: saved before gcnseg kept digests; not checked for corruption",
+                file=sys.stderr,
+            )
+        return
+    if not isinstance(expected, dict) or not isinstance(expected.get(name), str):
+        raise CheckpointError(f"{ckpt / META_FILE}: no SHA-256 of {name} (every checkpoint saved now has one)")
+    if file_sha256(ckpt / name) != expected[name]:
         raise CheckpointError(
             f"{ckpt / name}: corrupted (its SHA-256 differs from the one recorded in {META_FILE} when it was saved)"
         )
@@ -159,7 +163,16 @@ def _prune(run_dir: Path) -> None:
 
 def resolve_checkpoint(path: str | os.PathLike, prefer: str = "best") -> Path:
     """A checkpoint folder from a run folder (its ``best``, else ``last``), a
-    pointer file, a checkpoint folder, or its ``model.safetensors``."""
+    pointer file, a checkpoint folder, its ``model.safetensors``, or the name of a
+    model that ships with gcnseg (:data:`gcnseg.zoo.ZOO`)."""
+    from .zoo import ZOO, named_checkpoint
+
+    if not Path(path).exists():
+        if str(path) in ZOO:
+            return named_checkpoint(str(path))
+        raise CheckpointError(
+            f"{path}: no such run folder, checkpoint or named model ({', '.join(ZOO)}; gcnseg models lists them)"
+        )
     path = Path(path)
     if path.is_file() and path.name == MODEL_FILE:
         path = path.parent

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("gcnseg.bench.cli", "time GCNSeg against ResNet-50 and other segmentation networks"),
     "ablate": ("gcnseg.ablate.cli", "train and tabulate the networks of a paper ablation table (Tables 1-5)"),
     "vrf": ("gcnseg.vrf", "valid receptive field of the score map at one point (Figure 3)"),
+    "models": ("gcnseg.zoo.cli", "list the trained models that ship with gcnseg"),
 }
 
 
@@ -36,6 +37,15 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
+    """``--checkpoint PATH`` or ``--model NAME`` (one of them): what a command runs."""
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--checkpoint", help="run folder, checkpoint folder, its model.safetensors, or a named model")
+    g.add_argument(
+        "--model", dest="checkpoint", metavar="NAME", help="a trained model that ships with gcnseg (gcnseg models)"
+    )
 
 
 class Parser(argparse.ArgumentParser):

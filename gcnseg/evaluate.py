@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cli import positive_int
+from .cli import add_checkpoint_arguments, positive_int
 from .config import EvalConfig
 from .data import TransformedDataset
 from .models.encoders import IMAGENET_MEAN, IMAGENET_STD
@@ -124,7 +124,7 @@ def write_previews(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or its model.safetensors")
+    add_checkpoint_arguments(p)
     # shorthands for overrides of the checkpoint's config
     p.add_argument("--data", dest="dataset", help="data.dataset (default: the checkpoint's)")
     p.add_argument("--root", help="data.root (default: the checkpoint's)")

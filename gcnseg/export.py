@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .cli import add_checkpoint_arguments
 from .errors import GcnsegError
 from .runtime import atomic_path
 
@@ -46,18 +47,27 @@ def export_torchscript(model: nn.Module, path: Path, sample_size: tuple[int, int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or its model.safetensors")
+    add_checkpoint_arguments(p)
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
-    p.add_argument("--out", help="output file (default: beside the checkpoint, model.onnx / model.pt)")
+    p.add_argument(
+        "--out", help="output file (default: beside the checkpoint, model.onnx / model.pt; NAME.onnx for --model NAME)"
+    )
     p.add_argument("--opset", type=int, default=18)
 
 
 def run(args: argparse.Namespace) -> int:
     from .checkpoint import load_model, resolve_checkpoint
     from .runtime import check_output
+    from .zoo import ZOO
 
     ckpt = resolve_checkpoint(args.checkpoint)
-    out = Path(args.out) if args.out else ckpt / ("model.onnx" if args.format == "onnx" else "model.pt")
+    suffix = "onnx" if args.format == "onnx" else "pt"
+    if args.out:
+        out = Path(args.out)
+    elif args.checkpoint in ZOO:  # the package's own folder is not a place to write
+        out = Path(f"{args.checkpoint}.{suffix}")
+    else:
+        out = ckpt / f"model.{suffix}"
     if not out.parent.is_dir():
         raise GcnsegError(f"{out.parent}: output folder does not exist")
     check_output(out, "--out")

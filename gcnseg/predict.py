@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cli import add_checkpoint_arguments
 from .errors import DataError, GcnsegError
 from .runtime import atomic_path
 
@@ -54,7 +55,7 @@ def to_input(image: np.ndarray, mean, std) -> torch.Tensor:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or its model.safetensors")
+    add_checkpoint_arguments(p)
     p.add_argument(
         "inputs",
         nargs="+",

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -89,12 +90,33 @@ def all_reduce_sum_(t: torch.Tensor) -> None:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def default_mode(folder: bool = False) -> int:
     """The mode that ``open`` / ``mkdir`` give under this process's umask (temporary
     files and folders are made private; what they become is not)."""
+    return (0o777 if folder else 0o666) & ~_umask()
+
+
+def _umask() -> int:
+    """This process's umask, read where Linux tells it (setting it to read it back, the
+    fallback, races with threads that create files meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0)
     os.umask(mask)
-    return (0o777 if folder else 0o666) & ~mask
+    return mask
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:

@@ -33,6 +33,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
+from .cli import add_checkpoint_arguments
 from .errors import GcnsegError
 from .runtime import atomic_write_text, check_output, resolve_device
 
@@ -137,7 +138,7 @@ def _describe(cfg: Any) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or its model.safetensors")
+    add_checkpoint_arguments(p)
     p.add_argument("--image", required=True, help="an image file")
     p.add_argument("--point", help="X,Y: the score map location, in image pixels (default: the centre)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="the picture; the numbers go to FILE.json")

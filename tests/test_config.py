@@ -223,3 +223,21 @@ def test_repo_configs_have_no_retired_keys():
     root = Path(__file__).resolve().parents[1] / "configs"
     for p in root.rglob("*.yaml"):
         assert not set(flatten(yaml.safe_load(p.read_text()) or {})) & RETIRED_KEYS, p
+
+
+def test_random_scale_needs_a_crop_or_pad_size_to_batch():
+    from gcnseg.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"without data\.crop_size"):
+        load_config(None, ["data.scale_range=[0.5, 1.5]", "train.batch_size=2"])
+    load_config(None, ["data.scale_range=[0.5, 1.5]", "train.batch_size=2", "data.pad_size=64"])  # crops to it
+    load_config(None, ["data.scale_range=[0.5, 1.5]", "train.batch_size=1"])  # one image a batch
+
+
+def test_a_saved_sidecar_is_read_without_the_range_checks():
+    from gcnseg.config import ConfigError, config_from_dict
+
+    data = {"train": {"iterations": 0}}  # what an earlier version let a run write
+    assert config_from_dict(data, "model.json", saved=True).train.iterations == 0
+    with pytest.raises(ConfigError, match=r"train\.iterations: must be at least 1"):
+        config_from_dict(data, "config.yaml")

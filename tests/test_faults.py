@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 
 from gcnseg.checkpoint import load_model, resolve_checkpoint
 from gcnseg.cli import main
+from gcnseg.runtime import file_sha256
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
@@ -112,10 +113,25 @@ def test_flipped_bytes_in_the_weights_are_refused_everywhere(tiny_copy, tmp_path
     one_line(gcnseg(*args), f"{ckpt / 'model.safetensors'}: corrupted")
 
 
+def test_a_sidecar_without_its_digests_is_refused_and_an_old_one_is_said_unchecked(tiny_copy):
+    ckpt = resolve_checkpoint(tiny_copy, "last")
+    meta = json.loads((ckpt / "model.json").read_text())
+    del meta["sha256"]  # a current sidecar without digests: not accepted as unchecked
+    (ckpt / "model.json").write_text(json.dumps(meta))
+    one_line(gcnseg("eval", "--checkpoint", tiny_copy), "no SHA-256 of model.safetensors")
+    del meta["sidecar"]  # as written before digests were kept: loads, and says it is unchecked
+    (ckpt / "model.json").write_text(json.dumps(meta))
+    proc = gcnseg("eval", "--checkpoint", tiny_copy)
+    assert proc.returncode == 0, proc.stderr
+    assert "saved before gcnseg kept digests; not checked for corruption" in proc.stderr
+
+
 def test_flipped_bytes_in_the_training_state_are_refused(tiny_copy):
     ckpt = resolve_checkpoint(tiny_copy, "last")
     flip_bytes(ckpt / "train_state.pt")
+    config = (tiny_copy / "config.yaml").read_text()
     one_line(gcnseg("train", "--resume", tiny_copy, "train.iterations=6"), f"{ckpt / 'train_state.pt'}: corrupted")
+    assert (tiny_copy / "config.yaml").read_text() == config  # a refused resume changes nothing
 
 
 # 2, 3, 10. one writer per run folder; SIGTERM saves; a resumed log has each step once --
@@ -168,6 +184,33 @@ def test_second_writer_refused_reader_free_and_a_signal_saves_the_step(tmp_path,
     steps = [(r["split"], r["step"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
     assert len(steps) == len(set(steps)), "a resumed run repeats log records"
     assert ("train", step + 2) in steps
+
+
+def test_a_killed_run_resumes_with_each_step_logged_once(tmp_path):
+    run = tmp_path / "run"
+    args = [*TINY, "train.iterations=100000", "train.checkpoint_every=4", "train.log_every=1", f"out_dir={run}"]
+    proc = subprocess.Popen([sys.executable, "-m", "gcnseg", "train", *args, "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)  # fmt: skip
+
+    def logged_past_checkpoint() -> bool:  # records written after the last checkpoint: to be dropped
+        if not (run / "last.json").is_file() or not (run / "metrics.jsonl").is_file():
+            return False
+        saved = json.loads((run / "last.json").read_text())["step"]
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        return any(json.loads(x)["step"] >= saved + 2 for x in lines[:-1])
+
+    try:
+        _wait_for(logged_past_checkpoint, proc, "log records past a checkpoint")
+        proc.kill()  # SIGKILL: no handler runs
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    step = json.loads((run / "last.json").read_text())["step"]
+    done = gcnseg("train", "--resume", run, f"train.iterations={step + 3}", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in records if r["split"] == "train"]
+    assert train_steps == list(range(1, step + 4)), train_steps  # each step once, in order
 
 
 # 4. values are checked when the config is loaded, before anything is written ----------
@@ -224,7 +267,9 @@ def test_a_training_state_that_is_not_one_is_one_line(tiny_copy, content):
     ckpt = resolve_checkpoint(tiny_copy, "last")
     torch.save(content, ckpt / "train_state.pt")
     meta = json.loads((ckpt / "model.json").read_text())
-    del meta["sha256"]["train_state.pt"]  # replaced on purpose: the content is what is tested
+    meta["sha256"]["train_state.pt"] = file_sha256(
+        ckpt / "train_state.pt"
+    )  # replaced on purpose: the content is tested
     (ckpt / "model.json").write_text(json.dumps(meta))
     one_line(gcnseg("train", "--resume", tiny_copy, "train.iterations=6"), "train_state.pt: not a training state")
 
@@ -310,11 +355,13 @@ def test_pointers_outside_the_run_are_refused(tiny_copy, tmp_path, target):
 # 9. a bad file met in training -------------------------------------------------------------
 
 
-def test_a_bad_training_image_names_the_file_and_data_check(tmp_path):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_bad_training_image_names_the_file_and_data_check(tmp_path, workers):
     root = tmp_path / "data"
     make_folder(root, [f"s{i}" for i in range(4)], ["bg", "thing"], size=(32, 32))
     (root / "images" / "s2.png").write_bytes(b"not a png")
-    args = ["data.dataset=folder", f"data.root={root}", "data.options={}", "data.train_split=all", "data.val_split=all"]
+    args = ["data.dataset=folder", f"data.root={root}", "data.options={}", "data.train_split=all", "data.val_split=all",
+            f"data.workers={workers}"]  # fmt: skip
     proc = gcnseg("train", *TINY, *args, f"out_dir={tmp_path / 'run'}", "train.seed=3", "--no-progress")
     one_line(proc, str(root / "images" / "s2.png"), "gcnseg data check --config")
 

@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json_out:
         from ..runtime import atomic_write_text
 
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(args.json_out), json.dumps(result, indent=2))
         print(f"written {args.json_out}")
     return 0

@@ -22,15 +22,15 @@ class _CheckFailed(ConfigError):
     """A value of the right type out of its range (``Annotated`` checks)."""
 
 
-def _check_value(value: Any, tp: Any, where: str) -> Any:
+def _check_value(value: Any, tp: Any, where: str, checks: bool = True) -> Any:
     """Check ``value`` against the type annotation ``tp``; ints are accepted for floats."""
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
     if origin is Annotated:  # a type and its checks
-        base, *checks = typing.get_args(tp)
-        value = _check_value(value, base, where)
-        for check in checks:
+        base, *fns = typing.get_args(tp)
+        value = _check_value(value, base, where, checks)
+        for check in fns if checks else ():
             try:
                 check(value)
             except ValueError as e:
@@ -44,7 +44,7 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(tp):
             try:
-                return _check_value(value, arg, where)
+                return _check_value(value, arg, where, checks)
             except _CheckFailed:
                 raise  # the value has this member's type but not its range: that is the message
             except ConfigError:
@@ -58,7 +58,7 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         (arg,) = typing.get_args(tp)
-        return [_check_value(v, arg, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_check_value(v, arg, f"{where}[{i}]", checks) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
@@ -99,7 +99,7 @@ def _type_name(tp: Any) -> str:
     return str(tp).replace("typing.", "") if typing.get_origin(tp) else tp.__name__
 
 
-def _build(cls: Any, data: dict[str, Any], where: str) -> Any:
+def _build(cls: Any, data: dict[str, Any], where: str, checks: bool = True) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls, include_extras=True)
@@ -111,22 +111,24 @@ def _build(cls: Any, data: dict[str, Any], where: str) -> Any:
         tp = hints[key]
         sub = f"{where}.{key}" if where else key
         if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value or {}, sub)
+            kwargs[key] = _build(tp, value or {}, sub, checks)
         else:
-            kwargs[key] = _check_value(value, tp, sub)
+            kwargs[key] = _check_value(value, tp, sub, checks)
     return cls(**kwargs)
 
 
 def config_from_dict(data: dict[str, Any], source: str = "config", saved: bool = False) -> Config:
     """Build a checked :class:`Config` from plain data; errors name ``source`` and the key.
 
-    ``saved``: the data was written by gcnseg (a run's sidecar or ``config.yaml``), whose
-    :data:`RETIRED_KEYS` are dropped."""
+    ``saved``: the data was written by gcnseg (a run's sidecar): its :data:`RETIRED_KEYS`
+    are dropped, and the ranges are not checked (a trained run stays readable when a
+    later version narrows what a new run may set), only the types."""
     if saved and isinstance(data, dict):
         data = _drop_retired(data)
     try:
-        cfg: Config = _build(Config, data or {}, "")
-        check_config(cfg)
+        cfg: Config = _build(Config, data or {}, "", checks=not saved)
+        if not saved:
+            check_config(cfg)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     return cfg

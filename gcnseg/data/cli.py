@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from ..config import Config, ConfigError, apply_overrides, given, load_config
 from .base import SegmentationDataset
@@ -76,6 +77,7 @@ def _weights(args: argparse.Namespace, cfg: Config, ds: SegmentationDataset, spl
     print("train.class_weights=" + json.dumps(weights).replace(" ", ""))
     if args.out:
         out = apply_overrides(cfg, values={"train.class_weights": weights})
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, out.to_yaml())
         print(f"written {args.out}")
     return 0

@@ -12,6 +12,7 @@ a checkpoint (:class:`~gcnseg.errors.Stopped`); a second one stops it at once.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -159,9 +160,9 @@ def train_one_epoch(run: Run, bar: Any, deadline: float | None) -> bool:
         elif t.checkpoint_every and s.step % t.checkpoint_every == 0 and s.step < run.total:  # (the end validates)
             save(run, None, False)
         out_of_time = deadline is not None and any_process(time.perf_counter() >= deadline, run.device)
-        if any_process(s.stop_signal is not None, run.device) and s.stop_signal is None:
-            s.stop_signal = signal.SIGTERM  # another process was asked
-        if s.step >= run.total or out_of_time or s.stop_signal is not None:
+        # one decision for all processes (a signal that lands after this vote waits a step)
+        s.stopping = any_process(s.stop_signal is not None, run.device)
+        if s.step >= run.total or out_of_time or s.stopping:
             return True
     return False
 
@@ -175,10 +176,13 @@ def _stop_on_signals(s: Any) -> Iterator[None]:
         return
 
     def ask(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
         if s.stop_signal is not None:
-            raise KeyboardInterrupt
+            os.write(2, f"\ngcnseg: {name} again: stopped at once\n".encode())
+            raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
         s.stop_signal = signum
-        print(f"\ngcnseg: {signal.Signals(signum).name}: stopping after this step (again: at once)", file=sys.stderr)
+        # os.write, not print: the handler may run while tqdm is writing to stderr
+        os.write(2, f"\ngcnseg: {name}: stopping after this step (again: at once)\n".encode())
 
     before = {sig: signal.signal(sig, ask) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -191,14 +195,16 @@ def _stop_on_signals(s: Any) -> Iterator[None]:
 def _stopped(run: Run) -> Stopped:
     """Save the step where a signal stopped the run (unless just saved) and say how to go on."""
     s = run.state
-    assert s.stop_signal is not None
     if s.saved_step != s.step:
         save(run, None, False)
+    if dist.is_initialized():  # every process waits for the main one's checkpoint
+        dist.barrier()
     good = last_good(run.run_dir)
-    name = signal.Signals(s.stop_signal).name
+    signum = s.stop_signal or signal.SIGTERM  # (None where another process was the one asked)
+    name = signal.Signals(signum).name
     return Stopped(
         f"stopped by {name} at step {s.step}; checkpoint {good}; go on with: gcnseg train --resume {run.run_dir}",
-        128 + s.stop_signal,
+        128 + signum,
     )
 
 
@@ -252,23 +258,35 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
     t = cfg.train
     deadline = None if t.max_minutes is None else s.started + 60 * t.max_minutes - s.seconds_before
     try:
-        with _stop_on_signals(s):
-            while s.step < run.total and not train_one_epoch(run, bar, deadline):
-                pass
+        try:
+            with _stop_on_signals(s):
+                while s.step < run.total and not train_one_epoch(run, bar, deadline):
+                    pass
+                bar.close()
+                if s.stopping:
+                    raise _stopped(run)
+                final = validate(run)
+        except DataError as e:  # a bad file met in training: data check names every one
+            raise DataError(
+                f"{_own_line(e)} (gcnseg data check --config {run.run_dir / 'config.yaml'} lists every bad file)"
+            ) from None
+        finally:
             bar.close()
-            if s.stop_signal is not None:
-                raise _stopped(run)
-            final = validate(run)
-    except DataError as e:  # a bad file met in training: data check names every one
-        raise DataError(
-            f"{e} (gcnseg data check --config {run.run_dir / 'config.yaml'} lists every bad file)"
-        ) from None
+            run.log.close()
+        summary = _finish(run, final)
+        if dist.is_initialized():
+            dist.barrier()
+        return summary
     finally:
-        bar.close()
-        run.log.close()
-        if run.lock is not None:
+        if run.lock is not None:  # after the run's last write
             run.lock.close()
-    summary = _finish(run, final)
-    if dist.is_initialized():
-        dist.barrier()
-    return summary
+
+
+def _own_line(e: Exception) -> str:
+    """An error's own message; from a DataLoader worker, the last line of the traceback
+    text that PyTorch puts around it."""
+    text = str(e)
+    if "Original Traceback" not in text:
+        return text
+    last = text.strip().splitlines()[-1]
+    return last.split(": ", 1)[1] if last.startswith(f"{type(e).__module__}.{type(e).__name__}: ") else last

@@ -48,6 +48,7 @@ class TrainState:
     seen: int = 0  # images since the last train log record, and when that record was
     window_start: float = field(default_factory=time.perf_counter)
     saved_step: int | None = None  # the step of the last checkpoint
+    stopping: bool = False  # all processes agreed to stop (a signal reached one of them)
     stop_signal: int | None = None  # SIGTERM / SIGINT received: stop at the next step boundary
 
     def seconds(self) -> float:
@@ -180,7 +181,7 @@ def setup(cfg: Config, resume: bool = False) -> Run:
             f"train.class_weights: {len(t.class_weights)} weights for the {train_set.num_classes} classes of "
             f"{cfg.data.dataset} (gcnseg data weights computes them)"
         )
-    lock, refused = _take_run_dir(run_dir, resume, cfg) if rank == 0 else (None, None)
+    lock, refused = _take_run_dir(run_dir, resume) if rank == 0 else (None, None)
     if any_process(refused is not None, device):  # every process stops, none is left waiting
         raise refused or GcnsegError(f"{run_dir}: refused by the main process")
     model = _prepare_model(cfg, train_set.num_classes, device, world)
@@ -211,10 +212,11 @@ def setup(cfg: Config, resume: bool = False) -> Run:
         state.step, state.best = int(saved["step"]), saved["best"]
         torch.set_rng_state(saved["rng"])
         state.seconds_before = float(saved.get("seconds", 0.0))
-        state.saved_step = log_from = (
-            state.step
-        )  # the records of the steps after the checkpoint go: they are done again
+        # the log records of the steps after the checkpoint go: they are done again
+        state.saved_step = log_from = state.step
 
+    if rank == 0:  # once the resumed state fits: a refused resume leaves the run's config as it was
+        atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
     ddp = model
     if world > 1:
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -250,16 +252,17 @@ def _holds_a_run(run_dir: Path) -> GcnsegError:
     return GcnsegError(f"{run_dir}: already holds a run; use --resume {run_dir} or another out_dir")
 
 
-def _take_run_dir(run_dir: Path, resume: bool, cfg: Config) -> tuple[IO[str] | None, GcnsegError | None]:
-    """Create and lock the run folder and write its config (main process): ``(lock, None)``,
-    or ``(None, why)`` where a second writer holds the folder or it holds a run already."""
+def _take_run_dir(run_dir: Path, resume: bool) -> tuple[IO[str] | None, GcnsegError | None]:
+    """Create and lock the run folder (main process): ``(lock, None)``, or ``(None, why)``
+    where a second writer holds the folder, it holds a run already, or it cannot be made."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = lock_folder(run_dir, "gcnseg train")
     except GcnsegError as e:
         return None, e
+    except OSError as e:  # a read-only place, a path that is a file: every process is told
+        return None, GcnsegError(f"{e.filename or run_dir}: {e.strerror or e}")
     if not resume and (run_dir / "last.json").exists():  # written by a run that held the lock just before
         lock.close()
         return None, _holds_a_run(run_dir)
-    atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
     return lock, None
