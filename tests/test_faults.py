@@ -230,7 +230,7 @@ def test_a_killed_run_resumes_with_each_step_logged_once(tmp_path):
         ("optim.momentum=1", "optim.momentum: must be below 1"),
         ("data.options={size: -3}", "data.options size must be a positive integer, got -3"),
         ("data.options={radius: abc}", "synthetic-shapes: bad data.options"),
-        ("data.scale_range=[0.5,1.5]", "without data.crop_size gives images of different sizes"),
+        ("data.scale_range=[0.5,1.5]", "without data.crop_size (or pad_size) gives images of different sizes"),
         ("data.scale_range=[2,1]", "data.scale_range: expected [low, high] with low <= high"),
         ("train.class_weights=[1,2]", "train.class_weights: 2 weights for the 3 classes"),
         ("train.class_weights=[1,-2,1]", "train.class_weights[1]: must be at least 0"),

@@ -56,10 +56,14 @@ def _build_wheel(folder: Path) -> Path:
     return folder
 
 
-def test_wheel_holds_the_tables(wheel):
+def test_wheel_holds_the_tables_and_the_named_models(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert set(TABLES) <= names
     assert not any(n.startswith("configs/") for n in names)
+    from gcnseg.zoo import ZOO
+
+    for name in ZOO:
+        assert {f"gcnseg/zoo/{name}/{f}" for f in ("model.safetensors", "model.json", "README.md")} <= names
 
 
 def test_ablate_runs_from_the_unzipped_wheel(wheel, tmp_path):

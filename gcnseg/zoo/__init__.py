@@ -37,7 +37,7 @@ ZOO: dict[str, NamedModel] = {
         NamedModel(
             "camvid-gcn-lite0",
             "CamVid (11 classes, 360x480): GCN + BR on ImageNet EfficientNet-Lite0, fine-tuned on the train split",
-            "PENDING",
+            "642f4cebc055c198895597891fcbcbf9c972f90245852a5921ff66bf3fbd2458",
         ),
     ]
 }

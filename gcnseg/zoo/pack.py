@@ -1,6 +1,6 @@
 """Make a named model from a finished run (a maintainer's step, not a user's):
 
-    python -m gcnseg.zoo.pack RUN NAME [--fp16]
+    python -m gcnseg.zoo.pack RUN NAME --command "gcnseg train --config ..." [--fp16]
 
 writes ``gcnseg/zoo/NAME/model.safetensors`` (the run's best weights; float16 with
 ``--fp16``) and its ``model.json`` sidecar, and prints the SHA-256 to put into
@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from .. import zoo
 from ..checkpoint import MODEL_FILE, SIDECAR_VERSION, load_model, resolve_checkpoint
 from ..runtime import atomic_path, atomic_write_text, file_sha256
-from . import HERE
 
 # the sidecar entries a named model keeps (no training state, no digests of files it lacks)
 KEEP = ("config", "num_classes", "classes", "palette", "ignore_index", "step", "epoch", "metrics")
@@ -44,12 +44,13 @@ def fp16_agreement(run: Path, fp16_state: dict[str, torch.Tensor]) -> float:
     return same / total
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run", type=Path)
     p.add_argument("name")
     p.add_argument("--fp16", action="store_true", help="store the weights as float16")
-    args = p.parse_args()
+    p.add_argument("--command", required=True, help="the command that trained the run (written into the sidecar)")
+    args = p.parse_args(argv)
     ckpt = resolve_checkpoint(args.run, "best")
     _, _, meta = load_model(ckpt)
     from safetensors.torch import load_file
@@ -57,7 +58,7 @@ def main() -> None:
     state = load_file(str(ckpt / MODEL_FILE))
     if args.fp16:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    out = HERE / args.name
+    out = zoo.HERE / args.name
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / MODEL_FILE) as tmp:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt", "gcnseg": "1"})
@@ -65,7 +66,7 @@ def main() -> None:
     sidecar = {k: meta[k] for k in KEEP if k in meta} | {
         "sidecar": SIDECAR_VERSION,
         "sha256": {MODEL_FILE: sha},
-        "source": str(ckpt),
+        "trained_with": args.command,
     }
     if args.fp16:
         sidecar["fp16_pixel_agreement"] = fp16_agreement(ckpt, state)

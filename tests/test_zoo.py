@@ -1,0 +1,131 @@
+"""The named models that ship with gcnseg: digest-checked, usable wherever a checkpoint
+is, and sensible on a street scene without any training."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fakes import make_camvid
+
+import gcnseg
+import gcnseg.zoo as zoo
+from gcnseg.checkpoint import CheckpointError, resolve_checkpoint
+from gcnseg.cli import main
+from gcnseg.errors import GcnsegError
+from gcnseg.runtime import file_sha256
+
+NAME = "camvid-gcn-lite0"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_shipped_weights_have_the_digest_in_the_code_and_fit_the_size_budget():
+    m = zoo.ZOO[NAME]
+    weights = m.folder / "model.safetensors"
+    assert file_sha256(weights) == m.sha256
+    assert weights.stat().st_size < 25e6
+    assert (m.folder / "README.md").is_file()
+    meta = json.loads((m.folder / "model.json").read_text())
+    assert meta["num_classes"] == 11 and meta["classes"][0] == "sky"
+    assert meta["sha256"]["model.safetensors"] == m.sha256
+
+
+def test_a_changed_weights_file_is_refused(tmp_path, monkeypatch):
+    copy = Path(shutil.copytree(zoo.ZOO[NAME].folder, tmp_path / NAME))
+    data = bytearray((copy / "model.safetensors").read_bytes())
+    data[-2] ^= 1
+    (copy / "model.safetensors").write_bytes(bytes(data))
+    monkeypatch.setattr(zoo, "HERE", tmp_path)
+    with pytest.raises(GcnsegError, match="corrupted"):
+        resolve_checkpoint(NAME)
+
+
+def test_unknown_names_and_paths_are_one_line():
+    with pytest.raises(CheckpointError, match="no such run folder, checkpoint or named model"):
+        resolve_checkpoint("camvid-gcn-lite9")
+
+
+def test_from_pretrained_gives_the_trained_network():
+    model = gcnseg.from_pretrained(NAME)
+    assert not model.training and model.meta["num_classes"] == 11
+    with torch.inference_mode():
+        out = model(torch.zeros(1, 3, 64, 96))
+    assert out.shape == (1, 11, 64, 96)
+
+
+def _street(h: int = 360, w: int = 480) -> np.ndarray:
+    """A drawn street scene (uint8 RGB): a pale blue sky, a facade with rows of windows,
+    grey asphalt, slightly noisy."""
+    img = np.empty((h, w, 3), np.float32)
+    y = np.linspace(0, 1, h // 3)[:, None, None]
+    img[: h // 3] = np.array([200, 215, 240]) - y * np.array([40, 30, 20])
+    facade = np.full((h // 3, w, 3), (150, 120, 100), np.float32)
+    for r in range(10, h // 3, 30):
+        for c in range(10, w, 40):
+            facade[r : r + 15, c : c + 20] = (60, 60, 70)
+    img[h // 3 : 2 * h // 3] = facade
+    img[2 * h // 3 :] = (95, 95, 100)
+    img += np.random.default_rng(0).normal(0, 5, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_predict_with_a_named_model_writes_a_sensible_overlay(tmp_path, capsys):
+    from PIL import Image
+
+    Image.fromarray(_street()).save(tmp_path / "street.png")
+    assert main(["predict", "--model", NAME, str(tmp_path / "street.png"), "--out", str(tmp_path / "out")]) == 0
+    labels = np.asarray(Image.open(tmp_path / "out" / "labels" / "street.png"))
+    classes = json.loads((zoo.ZOO[NAME].folder / "model.json").read_text())["classes"]
+    h = labels.shape[0]
+    for band, name in (
+        (labels[: h // 3], "sky"),
+        (labels[h // 3 : 2 * h // 3], "building"),
+        (labels[2 * h // 3 :], "road"),
+    ):
+        assert np.mean(band == classes.index(name)) > 0.6, (name, np.bincount(band.ravel()))
+    assert (tmp_path / "out" / "overlays" / "street.png").is_file()
+
+
+def test_eval_and_export_take_a_named_model(tmp_path, capsys, monkeypatch):
+    root = tmp_path / "camvid"
+    make_camvid(root, {"val": ["a", "b"]}, size=(64, 96))
+    assert main(["eval", "--model", NAME, f"data.root={root}", "--limit", "1"]) == 0
+    assert "mIoU" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "--model", NAME]) == 0
+    assert (tmp_path / f"{NAME}.onnx").stat().st_size > 1e6  # beside the user, not inside the package
+
+
+def test_models_lists_the_zoo(capsys):
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == list(zoo.ZOO) and rows[0]["val_miou"] > 0.6
+
+
+def test_torch_hub_loads_it_from_the_repository():
+    code = (
+        f"import torch; m = torch.hub.load({str(REPO)!r}, 'camvid_gcn_lite0', source='local', trust_repo=True); "
+        "print(type(m).__name__, m.meta['num_classes'])"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["GCNSeg", "11"]
+
+
+def test_pack_makes_a_named_model_from_a_run(trained_run, tmp_path, monkeypatch, capsys):
+    from gcnseg.zoo import pack
+
+    monkeypatch.setattr(zoo, "HERE", tmp_path)
+    pack.main([str(trained_run), "tiny", "--fp16", "--command", "gcnseg train ..."])
+    meta = json.loads((tmp_path / "tiny" / "model.json").read_text())
+    assert meta["sha256"]["model.safetensors"] == file_sha256(tmp_path / "tiny" / "model.safetensors")
+    assert meta["trained_with"] == "gcnseg train ..." and 0.99 < meta["fp16_pixel_agreement"] <= 1
+    monkeypatch.setitem(zoo.ZOO, "tiny", zoo.NamedModel("tiny", "a test", meta["sha256"]["model.safetensors"]))
+    model = gcnseg.from_pretrained("tiny")
+    assert next(model.parameters()).dtype == torch.float32  # float16 on disk, float32 in use
