@@ -34,7 +34,7 @@ from ..runtime import any_process, atomic_write_text
 from .log import pct
 from .loss import segmentation_loss
 from .sampling import EpochSampler, SeededSamples
-from .state import Run, set_batchnorm_eval, setup
+from .state import Run, TrainState, set_batchnorm_eval, setup
 
 
 class TrainingError(GcnsegError):
@@ -168,7 +168,7 @@ def train_one_epoch(run: Run, bar: Any, deadline: float | None) -> bool:
 
 
 @contextmanager
-def _stop_on_signals(s: Any) -> Iterator[None]:
+def _stop_on_signals(s: TrainState) -> Iterator[None]:
     """SIGTERM and SIGINT ask the run to stop at the next step boundary (``s.stop_signal``);
     a second one stops it at once (KeyboardInterrupt). The handlers are this block's only."""
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
