@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ablate": ("gcnseg.ablate.cli", "train and tabulate the networks of a paper ablation table (Tables 1-5)"),
     "vrf": ("gcnseg.vrf", "valid receptive field of the score map at one point (Figure 3)"),
     "models": ("gcnseg.zoo.cli", "list the trained models that ship with gcnseg"),
+    "serve": ("gcnseg.serve.cli", "a local page to look at a model's predictions on any image"),
 }
 
 

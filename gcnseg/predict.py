@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +22,9 @@ import torch
 from .cli import add_checkpoint_arguments
 from .errors import DataError, GcnsegError
 from .runtime import atomic_path
+
+if TYPE_CHECKING:
+    from .config import Config
 
 KINDS = {"label": "labels", "overlay": "overlays", "side": "side"}  # picture -> output sub-folder
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
@@ -54,6 +59,31 @@ def to_input(image: np.ndarray, mean, std) -> torch.Tensor:
     return ((x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1))[None]
 
 
+def segment(
+    model: Callable[[torch.Tensor], torch.Tensor], rgb: np.ndarray, cfg: Config, device: torch.device
+) -> np.ndarray:
+    """Class ids ``HxW`` of one ``HxWx3`` uint8 image, with the test-time options of
+    ``cfg.eval``: scales and flip (the "-MS" rows of Table 7), sliding window, dense CRF."""
+    from .inference import predict_scores
+
+    ev = cfg.eval
+    with torch.inference_mode():
+        probs = predict_scores(
+            model,
+            to_input(rgb, cfg.data.mean, cfg.data.std).to(device),
+            scales=tuple(ev.scales),
+            flip=ev.flip,
+            tile=ev.tile,
+            overlap=ev.tile_overlap,
+            pad=ev.pad_size,
+        )
+    if ev.crf:
+        from .crf import dense_crf
+
+        return dense_crf(rgb, probs[0].float().cpu().numpy())
+    return probs.argmax(1)[0].cpu().numpy()
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_checkpoint_arguments(p)
     p.add_argument(
@@ -78,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .config import apply_overrides, given, split_overrides
     from .data.io import read_image
-    from .inference import DEFAULT_MS_SCALES, predict_scores
+    from .inference import DEFAULT_MS_SCALES
     from .runtime import check_output, resolve_device
     from .visualize import colorize, label_image, overlay, panel
 
@@ -110,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
         model = optimize_for_inference(model)
     if ev.crf:
-        from .crf import dense_crf, require_crf
+        from .crf import require_crf
 
         require_crf()
     out.mkdir(parents=True, exist_ok=True)
@@ -136,20 +166,7 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             continue
         written |= {t.resolve() for t in targets.values()}
-        with torch.inference_mode():
-            probs = predict_scores(
-                model,
-                to_input(rgb, cfg.data.mean, cfg.data.std).to(device),
-                scales=tuple(ev.scales),
-                flip=ev.flip,
-                tile=ev.tile,
-                overlap=ev.tile_overlap,
-                pad=ev.pad_size,
-            )
-        if ev.crf:
-            pred = dense_crf(rgb, probs[0].float().cpu().numpy())
-        else:
-            pred = probs.argmax(1)[0].cpu().numpy()
+        pred = segment(model, rgb, cfg, device)
         for t in targets.values():
             t.parent.mkdir(parents=True, exist_ok=True)
         over = overlay(rgb, pred, palette)

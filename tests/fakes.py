@@ -27,6 +27,22 @@ def blocks(h: int, w: int, values: list[int], seed: int, block: int = 8) -> np.n
     return np.kron(small, np.ones((block, block), dtype=np.int64))[:h, :w].astype(np.int64)
 
 
+def street_scene(h: int = 360, w: int = 480) -> np.ndarray:
+    """A drawn street scene (uint8 RGB): a pale blue sky, a facade with rows of windows,
+    grey asphalt, slightly noisy."""
+    img = np.empty((h, w, 3), np.float32)
+    y = np.linspace(0, 1, h // 3)[:, None, None]
+    img[: h // 3] = np.array([200, 215, 240]) - y * np.array([40, 30, 20])
+    facade = np.full((h // 3, w, 3), (150, 120, 100), np.float32)
+    for r in range(10, h // 3, 30):
+        for c in range(10, w, 40):
+            facade[r : r + 15, c : c + 20] = (60, 60, 70)
+    img[h // 3 : 2 * h // 3] = facade
+    img[2 * h // 3 :] = (95, 95, 100)
+    img += np.random.default_rng(0).normal(0, 5, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
 def save_palette_png(path: Path, mask: np.ndarray) -> None:
     img = Image.fromarray(mask.astype(np.uint8), "P")
     flat = [v for c in VOC_PALETTE for v in c]

@@ -1,7 +1,10 @@
-"""``gcnseg data check``: every bad file of a split at once, with counts; exit 1 / 0 / 2."""
+"""``gcnseg data check``: every bad file of a split at once, with counts; exit 1 / 0 / 2.
+``gcnseg data samples``: a split's images and labels written as files."""
 
 import numpy as np
+import pytest
 from fakes import make_camvid, make_folder, save
+from PIL import Image
 
 from gcnseg.cli import main
 
@@ -43,3 +46,43 @@ def test_options_and_synthetic(capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "synthetic-shapes/val: checked 3 items, 3 ok, 0 bad" in out and "object2" in out
+
+
+def test_samples_writes_a_splits_images_and_labels_as_they_are(tmp_path, capsys):
+    masks = make_camvid(tmp_path / "camvid", {"val": ["a", "b", "c"]})
+    out = tmp_path / "out"
+    root = str(tmp_path / "camvid")
+    assert (
+        main(
+            [
+                "data",
+                "samples",
+                "--dataset",
+                "camvid",
+                "--root",
+                root,
+                "--split",
+                "val",
+                "--limit",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["a.png", "b.png"]
+    for stem in ["a", "b"]:
+        source = np.asarray(Image.open(tmp_path / "camvid" / "val" / f"{stem}.png").convert("RGB"))
+        assert (np.asarray(Image.open(out / "images" / f"{stem}.png")) == source).all()
+        label = Image.open(out / "labels" / f"{stem}.png")
+        expected = np.where(masks[stem] == 11, 255, masks[stem])  # CamVid's void, id 11, is ignored
+        assert label.mode == "P" and (np.asarray(label) == expected).all()
+    assert f"2 images and their labels written to {out / 'images'}" in capsys.readouterr().out
+    # the embedded synthetic data: 5 asked, its 3 val images written
+    args = ["--dataset", "synthetic-shapes", "--option", "size=32", "--option", "eval_length=3", "--split", "val"]
+    assert main(["data", "samples", *args, "--limit", "5", "--out", str(tmp_path / "syn")]) == 0
+    assert len(list((tmp_path / "syn" / "images").iterdir())) == 3
+    with pytest.raises(SystemExit) as e:
+        main(["data", "samples", *args, "--limit", "0", "--out", str(tmp_path / "syn")])
+    assert e.value.code == 2 and "expected a positive integer, got 0" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fakes import make_camvid
+from fakes import make_camvid, street_scene
 
 import gcnseg
 import gcnseg.zoo as zoo
@@ -59,26 +59,10 @@ def test_from_pretrained_gives_the_trained_network():
     assert out.shape == (1, 11, 64, 96)
 
 
-def _street(h: int = 360, w: int = 480) -> np.ndarray:
-    """A drawn street scene (uint8 RGB): a pale blue sky, a facade with rows of windows,
-    grey asphalt, slightly noisy."""
-    img = np.empty((h, w, 3), np.float32)
-    y = np.linspace(0, 1, h // 3)[:, None, None]
-    img[: h // 3] = np.array([200, 215, 240]) - y * np.array([40, 30, 20])
-    facade = np.full((h // 3, w, 3), (150, 120, 100), np.float32)
-    for r in range(10, h // 3, 30):
-        for c in range(10, w, 40):
-            facade[r : r + 15, c : c + 20] = (60, 60, 70)
-    img[h // 3 : 2 * h // 3] = facade
-    img[2 * h // 3 :] = (95, 95, 100)
-    img += np.random.default_rng(0).normal(0, 5, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
 def test_predict_with_a_named_model_writes_a_sensible_overlay(tmp_path, capsys):
     from PIL import Image
 
-    Image.fromarray(_street()).save(tmp_path / "street.png")
+    Image.fromarray(street_scene()).save(tmp_path / "street.png")
     assert main(["predict", "--model", NAME, str(tmp_path / "street.png"), "--out", str(tmp_path / "out")]) == 0
     labels = np.asarray(Image.open(tmp_path / "out" / "labels" / "street.png"))
     classes = json.loads((zoo.ZOO[NAME].folder / "model.json").read_text())["classes"]

@@ -1,5 +1,7 @@
 """``gcnseg data check``: report every bad file of a split; ``gcnseg data weights``: class
-weights for a class-balanced loss from the training split's label frequencies."""
+weights for a class-balanced loss from the training split's label frequencies;
+``gcnseg data samples``: images of a split written as files, with their labels (e.g. the
+embedded synthetic data, to look at with ``gcnseg predict`` or ``gcnseg serve``)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..cli import positive_int
 from ..config import Config, ConfigError, apply_overrides, given, load_config
 from .base import SegmentationDataset
 
@@ -33,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     weights.add_argument("--method", default="enet", choices=["enet", "median"],
                          help="enet: 1/ln(1.02+p) (default); median: median frequency balancing")  # fmt: skip
     weights.add_argument("--out", metavar="FILE", help="write the config with these weights to FILE (YAML)")
+    samples = sub.add_parser("samples", help="write images of a split and their label PNGs to a folder")
+    _dataset_arguments(samples)
+    samples.add_argument("--out", required=True, metavar="DIR", help="OUT/images/NAME.png and OUT/labels/NAME.png")
+    samples.add_argument("--limit", type=positive_int, default=8, help="how many, from the first (default 8)")
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -55,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     ds = open_dataset(cfg.data, split)
     if args.data_command == "weights":
         return _weights(args, cfg, ds, split)
+    if args.data_command == "samples":
+        return _samples(args, ds)
     from .check import check_dataset, format_report
 
     report = check_dataset(ds)
@@ -80,4 +89,25 @@ def _weights(args: argparse.Namespace, cfg: Config, ds: SegmentationDataset, spl
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, out.to_yaml())
         print(f"written {args.out}")
+    return 0
+
+
+def _samples(args: argparse.Namespace, ds: SegmentationDataset) -> int:
+    from ..runtime import atomic_path, check_output
+    from ..visualize import label_image
+
+    out = check_output(args.out, "--out", folder=True)
+    n = min(args.limit, len(ds))
+    taken: set[str] = set()
+    for i in range(n):
+        image, mask = ds.load(i)
+        stem = name = Path(ds.name(i)).name  # one folder: the same name from two cities gets a suffix
+        while name in taken:
+            name = f"{stem}-{len(taken)}"
+        taken.add(name)
+        for kind, picture in (("images", image.convert("RGB")), ("labels", label_image(mask, ds.palette))):
+            (out / kind).mkdir(parents=True, exist_ok=True)
+            with atomic_path(out / kind / f"{name}.png") as tmp:
+                picture.save(tmp, format="PNG")
+    print(f"{n} images and their labels written to {out / 'images'} and {out / 'labels'}")
     return 0

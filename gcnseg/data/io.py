@@ -43,6 +43,10 @@ def _open(path: Path, kind: str) -> Image.Image:
     try:
         img = Image.open(path)
         img.load()  # decode now, so truncated files fail here
+    except Image.DecompressionBombError as e:  # more pixels than Pillow agrees to decode
+        if img is not None:
+            img.close()
+        raise DataError(f"{path}: cannot read {kind} (too large: {_first_line(e)})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         if img is not None:
             img.close()

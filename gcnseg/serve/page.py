@@ -1,0 +1,197 @@
+"""The page of ``gcnseg serve``, laid out with Gradio: a model to choose, an image to drop
+or pick (or a folder to step through), the prediction over it with an opacity slider,
+the legend with each class's share, and the time it took.
+
+Every request the page makes goes to the server that sent it: Gradio's fonts ship in its
+wheel, telemetry is off (``GRADIO_ANALYTICS_ENABLED=False``, set before Gradio is
+imported), there is no share link, and server-side rendering (a Node process) is off.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import GcnsegError
+from .segmenter import Segmentation, Segmenter, blend, folder_images, folder_path, legend_html, shares, summary
+
+CSS = """
+.gcnseg-legend { border-collapse: collapse; }
+.gcnseg-legend, .gcnseg-legend tr, .gcnseg-legend td, .gcnseg-legend th { border: none !important; }
+.gcnseg-legend td, .gcnseg-legend th { padding: 2px 8px !important; text-align: left; }
+.gcnseg-legend .swatch { display: inline-block; width: 1.2em; height: 1.2em; border: 1px solid #444; }
+.gcnseg-legend .share { text-align: right; font-variant-numeric: tabular-nums; }
+.gcnseg-legend .bar { width: 10em; }
+.gcnseg-legend .bar span { display: inline-block; height: 0.8em; min-width: 1px; }
+.gcnseg-legend .absent { opacity: 0.4; }
+#status .error { color: #b00020; font-weight: 600; }
+"""
+
+UPLOAD_LIMIT = "100mb"  # larger uploads are refused by Gradio with a message
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What the page shows now (kept per browser tab in a ``gr.State``)."""
+
+    path: str
+    name: str
+    choice: str
+    seg: Segmentation | None = None
+
+
+def _ok(text: str) -> str:
+    return f'<p class="ok">{html.escape(text)}</p>'
+
+
+def _error(text: str) -> str:
+    return f'<p class="error">{html.escape(text)}</p>'
+
+
+def build_page(segmenter: Segmenter, images: str | None = None) -> Any:  # -> gr.Blocks
+    """The page, not yet started (``launch`` starts it)."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    import gradio as gr
+
+    def about(choice: str) -> tuple[str, str]:
+        loaded = segmenter.load(choice)
+        return _ok(loaded.about), legend_html(loaded.classes, loaded.palette)
+
+    def show(path: str | None, name: str, choice: str, flip: bool, ms: bool, opacity: float) -> tuple:
+        """(picture, status, legend, about, state) for one image, or the reason there is none."""
+        nothing = gr.update()
+        try:
+            loaded = segmenter.load(choice)
+        except GcnsegError as e:  # the image stays, for the next model chosen
+            kept = Shown(path, name, choice) if path else None
+            return None, _error(str(e)), "", _error(f"{choice}: not loaded"), kept
+        if not path:
+            return nothing, nothing, legend_html(loaded.classes, loaded.palette), _ok(loaded.about), None
+        try:
+            rgb, resized_from = segmenter.read(path, name)
+            seg = segmenter.segment(loaded, rgb, flip=flip, multi_scale=ms, resized_from=resized_from)
+        except GcnsegError as e:
+            return None, _error(str(e)), legend_html(loaded.classes, loaded.palette), _ok(loaded.about), None
+        except Exception as e:  # a defect, not the person's doing: say so, log it, keep serving
+            traceback.print_exc(file=sys.stderr)
+            return None, _error(f"{name}: failed ({type(e).__name__}: {e})"), "", _ok(loaded.about), None
+        legend = legend_html(loaded.classes, loaded.palette, shares(seg.pred, len(loaded.classes)))
+        status = _ok(f"{summary(name, seg)}, {loaded.choice}")
+        return blend(seg, opacity), status, legend, _ok(loaded.about), Shown(path, name, choice, seg)
+
+    def again(state: Shown | None, choice: str, flip: bool, ms: bool, opacity: float) -> tuple:
+        """The same image, with another model or other options."""
+        if state is None:
+            return show(None, "", choice, flip, ms, opacity)
+        return show(state.path, state.name, choice, flip, ms, opacity)
+
+    def reblend(state: Shown | None, opacity: float) -> Any:
+        return gr.update() if state is None or state.seg is None else blend(state.seg, opacity)
+
+    def list_folder(folder: str) -> tuple:
+        """(picker, status): the folder's images in the picker, the first one chosen."""
+        if not (folder or "").strip():
+            return gr.update(choices=[], value=None), gr.update()
+        try:
+            names = folder_images(folder)
+        except GcnsegError as e:
+            return gr.update(choices=[], value=None), _error(str(e))
+        return gr.update(choices=names, value=names[0]), _ok(f"{len(names)} images in {folder.strip()}")
+
+    def step(by: int) -> Callable[[str | None, str], Any]:
+        def go(current: str | None, folder: str) -> Any:
+            try:
+                names = folder_images(folder)
+            except GcnsegError:
+                return gr.update()
+            i = names.index(current) if current in names else -by
+            return gr.update(value=names[(i + by) % len(names)])
+
+        return go
+
+    with gr.Blocks(title="gcnseg", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
+        state = gr.State(None)
+        gr.Markdown(
+            "## gcnseg: Global Convolutional Network\n"
+            "Semantic segmentation by GCN + Boundary Refinement (Peng et al., *Large Kernel Matters*, "
+            "CVPR 2017). Drop an image, or browse a folder."
+        )
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                model = gr.Dropdown(
+                    segmenter.choices,
+                    value=segmenter.choices[0],
+                    allow_custom_value=True,
+                    label="Model: a named model, or type a run folder",
+                    elem_id="model",
+                )
+                model_about = gr.HTML(elem_id="about")
+                upload = gr.File(
+                    label="Image: drop it here or click to pick",
+                    file_types=["image"],
+                    type="filepath",
+                    elem_id="upload",
+                )
+                with gr.Accordion("Browse a folder of images", open=bool(images)):
+                    folder = gr.Textbox(
+                        value=images or "", label="Folder (Enter to list it)", elem_id="folder", max_lines=1
+                    )
+                    pick = gr.Dropdown([], label="Image", elem_id="pick", interactive=True)
+                    with gr.Row():
+                        prev_button = gr.Button("◀ previous", elem_id="prev", size="sm")
+                        next_button = gr.Button("next ▶", elem_id="next", size="sm")
+                flip = gr.Checkbox(label="flip: average with the mirrored image (2 passes)", elem_id="flip")
+                ms = gr.Checkbox(label="multi-scale: 0.5 to 1.75, as Table 7's -MS (6 passes)", elem_id="ms")
+                opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity of the prediction", elem_id="opacity")
+            with gr.Column(scale=2):
+                picture = gr.Image(
+                    label="Prediction over the image",
+                    type="numpy",
+                    format="png",
+                    interactive=False,
+                    elem_id="overlay",
+                    buttons=["download", "fullscreen"],
+                )
+                status = gr.HTML(elem_id="status")
+                legend = gr.HTML(elem_id="legend")
+
+        options = [model, flip, ms, opacity]
+        shown = [picture, status, legend, model_about, state]
+        # the drop zone is emptied once the file is read, ready for the next one
+        upload.upload(
+            lambda f, *o: (*show(f, Path(f).name if f else "", *o), None), [upload, *options], [*shown, upload]
+        )
+        pick.change(lambda name, root, *o: show(str(folder_path(root, name)) if name else None, name or "", *o),
+                    [pick, folder, *options], shown)  # fmt: skip
+        for control in (model, flip, ms):
+            control.change(again, [state, *options], shown)
+        opacity.change(reblend, [state, opacity], picture, trigger_mode="always_last")
+        folder.submit(list_folder, folder, [pick, status])
+        prev_button.click(step(-1), [pick, folder], pick)
+        next_button.click(step(1), [pick, folder], pick)
+        page.load(about, model, [model_about, legend])
+        if images:
+            page.load(list_folder, folder, [pick, status])
+    return page
+
+
+def launch(page: Any, host: str, port: int, block: bool = True) -> None:
+    """Serve ``page`` at ``http://HOST:PORT`` (until Ctrl-C when ``block``); one model run at a time."""
+    page.queue(default_concurrency_limit=1).launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        ssr_mode=False,
+        inbrowser=False,
+        footer_links=[],
+        max_file_size=UPLOAD_LIMIT,
+        prevent_thread_lock=not block,
+        css=CSS,
+        quiet=True,
+    )

@@ -1,0 +1,212 @@
+"""What the page of ``gcnseg serve`` does, with no web code: models loaded once and kept,
+an uploaded file read with a message a person can act on, one image segmented with the
+test-time options of Section 4 (flip, the multi-scale "-MS" of Table 7), the prediction
+blended over the image, and each class's share of it."""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import DataError, GcnsegError
+from ..predict import IMAGE_SUFFIXES, find_images, segment
+from ..visualize import overlay
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..config import Config
+
+KEEP_MODELS = 4  # loaded models kept in memory, the least recently used dropped first
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model ready to segment: the network (optimised unless eager), its config, its classes."""
+
+    choice: str  # as chosen: a named model, a run folder or a checkpoint folder
+    model: Callable[[torch.Tensor], torch.Tensor]
+    cfg: Config
+    device: torch.device
+    classes: list[str]
+    palette: list[tuple[int, int, int]]
+    ignore_index: int
+    about: str  # one line for the page
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """One image as segmented: the pixels, the class ids, what it took, and the colours of
+    the model's classes (what the page needs to blend it again at another opacity)."""
+
+    image: np.ndarray  # HxWx3 uint8
+    pred: np.ndarray  # HxW class ids
+    seconds: float
+    passes: int  # network evaluations: scales x (1 + flip)
+    palette: list[tuple[int, int, int]]
+    ignore_index: int
+    resized_from: tuple[int, int] | None = None  # (w, h) of the file when it was shrunk to the page's limit
+
+
+def describe(choice: str, cfg: Config, meta: dict) -> str:
+    """``camvid-gcn-lite0: efficientnet_lite0 + GCN (k=15) + BR, 11 classes (camvid), val mIoU 65.8``."""
+    m = cfg.model
+    k = m.k if isinstance(m.k, int) else "/".join(str(x) for x in m.k)
+    parts = f"{m.backbone} + {m.head.upper() if m.head == 'gcn' else m.head} (k={k})" + (" + BR" if m.br else "")
+    miou = (meta.get("metrics") or {}).get("miou")
+    score = f", val mIoU {100 * miou:.1f}" if isinstance(miou, (int, float)) else ""
+    return f"{choice}: {parts}, {meta['num_classes']} classes ({cfg.data.dataset}){score}"
+
+
+class Segmenter:
+    """The models a page offers (loaded on first use, and again when a run's best
+    checkpoint moves), and the work on one image. Safe to call from several threads."""
+
+    def __init__(self, choices: Sequence[str], device: str = "auto", eager: bool = False, max_side: int = 2048):
+        if not choices:
+            raise GcnsegError("no model to serve: name one with --model NAME or --checkpoint RUN")
+        self.choices = list(dict.fromkeys(choices))
+        self.device = device
+        self.eager = eager
+        self.max_side = max_side
+        self._loaded: OrderedDict[tuple[str, str], Loaded] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(self, choice: str) -> Loaded:
+        """The model of ``choice`` (a named model, run folder or checkpoint folder)."""
+        from ..checkpoint import resolve_checkpoint
+
+        choice = (choice or "").strip()
+        if not choice:
+            raise GcnsegError("choose a model")
+        with self._lock:
+            key = (choice, str(resolve_checkpoint(choice)))  # a run's new best checkpoint is a new key
+            if key not in self._loaded:
+                self._loaded[key] = self._load(choice)
+                while len(self._loaded) > KEEP_MODELS:
+                    self._loaded.popitem(last=False)
+            self._loaded.move_to_end(key)
+            return self._loaded[key]
+
+    def _load(self, choice: str) -> Loaded:
+        from ..checkpoint import load_model
+        from ..runtime import resolve_device
+
+        model, cfg, meta = load_model(choice)
+        device = resolve_device(self.device)
+        model.to(device)  # before optimising: "auto" precision is bf16 on CPU only
+        if not self.eager:
+            from ..optimize import optimize_for_inference
+
+            model = optimize_for_inference(model)
+        n = meta["num_classes"]
+        classes = [str(c) for c in meta.get("classes") or range(n)][:n]
+        palette = [(int(r), int(g), int(b)) for r, g, b in meta["palette"]][:n]
+        return Loaded(choice, model, cfg, device, classes, palette, int(meta.get("ignore_index", 255)),
+                      describe(choice, cfg, meta))  # fmt: skip
+
+    def read(self, path: str | Path, name: str | None = None) -> tuple[np.ndarray, tuple[int, int] | None]:
+        """An uploaded or picked file as ``HxWx3`` uint8, shrunk to ``max_side`` on its long
+        side; errors name ``name`` (the file as the person knows it, not the server's copy)."""
+        from PIL import Image
+
+        from ..data.io import read_image
+
+        name = name or Path(path).name
+        try:
+            img = read_image(path)
+        except DataError as e:
+            raise GcnsegError(str(e).replace(str(path), name)) from None
+        if max(img.size) <= self.max_side:
+            return np.asarray(img), None
+        scale = self.max_side / max(img.size)
+        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        return np.asarray(img.resize(size, Image.Resampling.BILINEAR)), img.size
+
+    def segment(
+        self,
+        loaded: Loaded,
+        rgb: np.ndarray,
+        flip: bool = False,
+        multi_scale: bool = False,
+        resized_from: tuple[int, int] | None = None,
+    ) -> Segmentation:
+        """Class ids of ``rgb`` by ``loaded``: single scale, or the scales of ``--ms``; with or
+        without the flipped image averaged in."""
+        from ..inference import DEFAULT_MS_SCALES
+
+        scales = list(DEFAULT_MS_SCALES) if multi_scale else [1.0]
+        cfg = replace(loaded.cfg, eval=replace(loaded.cfg.eval, scales=scales, flip=flip, crf=False))
+        start = time.perf_counter()
+        pred = segment(loaded.model, rgb, cfg, loaded.device)
+        seconds = time.perf_counter() - start
+        passes = len(scales) * (2 if flip else 1)
+        return Segmentation(rgb, pred, seconds, passes, loaded.palette, loaded.ignore_index, resized_from)
+
+
+def blend(seg: Segmentation, opacity: float) -> np.ndarray:
+    """The prediction's colours over the image: 0 shows the image, 1 the colours alone."""
+    alpha = float(np.clip(opacity, 0, 1))
+    return overlay(seg.image, seg.pred, seg.palette, alpha=alpha, ignore_index=seg.ignore_index)
+
+
+def shares(pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """The fraction of the image's pixels given to each class (ignored ones count for none)."""
+    counts = np.bincount(pred.ravel().astype(np.intp), minlength=num_classes)[:num_classes]
+    return counts / max(pred.size, 1)
+
+
+def legend_html(classes: Sequence[str], palette: Sequence[Sequence[int]], share: np.ndarray | None = None) -> str:
+    """The legend: a colour swatch, the class name and (after a prediction) its share of the
+    image with a bar (the largest share fills its cell), largest first; classes the image
+    does not have are listed last, dimmed."""
+    order = range(len(classes)) if share is None else sorted(range(len(share)), key=lambda i: -share[i])
+    top = float(share.max()) if share is not None and share.max() > 0 else 1.0  # the longest bar fills its cell
+    rows = []
+    for i in order:
+        r, g, b = palette[i] if i < len(palette) else (0, 0, 0)
+        name = html.escape(classes[i])
+        cells = f'<td><span class="swatch" style="background: rgb({r},{g},{b})"></span></td><td>{name}</td>'
+        if share is not None:
+            pct = 100 * float(share[i])
+            cells += (
+                f'<td class="share">{pct:.1f}%</td>'
+                f'<td class="bar"><span style="width: {100 * float(share[i]) / top:.1f}%; '
+                f'background: rgb({r},{g},{b})"></span></td>'
+            )
+        dim = ' class="absent"' if share is not None and share[i] == 0 else ""
+        rows.append(f'<tr data-class="{name}"{dim}>{cells}</tr>')
+    head = "<tr><th></th><th>class</th><th>share</th><th></th></tr>" if share is not None else ""
+    return f'<table class="gcnseg-legend">{head}{"".join(rows)}</table>'
+
+
+def summary(name: str, seg: Segmentation) -> str:
+    """``street.png: 480x360, 71 ms (1 pass)``, and the file's size when it was shrunk."""
+    h, w = seg.pred.shape
+    shrunk = f" (shrunk from {seg.resized_from[0]}x{seg.resized_from[1]})" if seg.resized_from else ""
+    passes = f"{seg.passes} pass" + ("es" if seg.passes > 1 else "")
+    return f"{name}: {w}x{h}{shrunk}, {1000 * seg.seconds:.0f} ms ({passes})"
+
+
+def folder_path(folder: str | Path, name: str = "") -> Path:
+    """``folder`` as typed on the page (spaces around it dropped, ``~`` expanded), and ``name`` in it."""
+    return Path(str(folder).strip()).expanduser() / name
+
+
+def folder_images(folder: str | Path) -> list[str]:
+    """The images under ``folder`` (searched recursively, sorted) as paths relative to it."""
+    root = folder_path(folder)
+    if not root.is_dir():
+        raise GcnsegError(f"{root}: no such folder")
+    found = [str(f.relative_to(root)) for f, _ in find_images([str(root)])]
+    if not found:
+        raise GcnsegError(f"{root}: no image in it (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return found
