@@ -65,9 +65,10 @@ def guard_page(page: Any) -> list[str]:
     return outside
 
 
-def guard_process(monkeypatch: Any) -> list[str]:
+def guard_process(monkeypatch: Any = None) -> list[str]:
     """Record (and refuse) every connection or name look-up of this process for anything
-    off this machine: what the server side of the page would send out."""
+    off this machine: what the server side of the page would send out. Undone at the end
+    of the test with pytest's ``monkeypatch``; for good without it (a process of its own)."""
     outside: list[str] = []
     connect, getaddrinfo = socket.socket.connect, socket.getaddrinfo
 
@@ -84,8 +85,9 @@ def guard_process(monkeypatch: Any) -> list[str]:
             raise socket.gaierror(f"test guard: {host} is off this machine")
         return getaddrinfo(host, *args, **kwargs)
 
-    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
-    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    patch = monkeypatch.setattr if monkeypatch is not None else setattr
+    patch(socket.socket, "connect", guarded_connect)
+    patch(socket, "getaddrinfo", guarded_getaddrinfo)
     return outside
 
 

@@ -1,9 +1,14 @@
-"""Fault injection through the real command line, as subprocesses: a careless user and a
-hostile file. Every failure must be one line without a traceback, a non-zero exit, and
-nothing lost: the last good checkpoint still loads and holds the same weights."""
+"""Fault injection through the real command line: a careless user and a hostile file.
+Every failure must be one line without a traceback, a non-zero exit, and nothing lost:
+the last good checkpoint still loads and holds the same weights. Signals, locks, full
+disks, closed pipes and DataLoader workers are driven as subprocesses; the rest through
+the same entry point in this process (``inproc``), as a subprocess each is seconds of
+imports."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import resource
@@ -52,6 +57,19 @@ def gcnseg(*args: str | Path, timeout: float = 300, **kw) -> subprocess.Complete
         timeout=timeout,
         **kw,
     )
+
+
+def inproc(*args: str | Path) -> subprocess.CompletedProcess:
+    """The command run in this process, through the same entry point (``gcnseg.cli.main``),
+    its output captured: for the cases where a process of its own adds nothing but the
+    seconds of its imports (signals, locks, file-size limits and pipes keep one)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's usage errors
+            code = e.code if isinstance(e.code, int) else 1
+    return subprocess.CompletedProcess(list(map(str, args)), code, out.getvalue(), err.getvalue())
 
 
 def one_line(proc: subprocess.CompletedProcess, *parts: str, code: int = 2) -> str:
@@ -110,7 +128,7 @@ def test_flipped_bytes_in_the_weights_are_refused_everywhere(tiny_copy, tmp_path
         "resume": ["train", "--resume", tiny_copy, "train.iterations=6"],
         "init_from": ["train", *TINY, f"train.init_from={tiny_copy}", f"out_dir={tmp_path / 'next'}"],
     }[command]
-    one_line(gcnseg(*args), f"{ckpt / 'model.safetensors'}: corrupted")
+    one_line(inproc(*args), f"{ckpt / 'model.safetensors'}: corrupted")
 
 
 def test_a_sidecar_without_its_digests_is_refused_and_an_old_one_is_said_unchecked(tiny_copy):
@@ -130,7 +148,7 @@ def test_flipped_bytes_in_the_training_state_are_refused(tiny_copy):
     ckpt = resolve_checkpoint(tiny_copy, "last")
     flip_bytes(ckpt / "train_state.pt")
     config = (tiny_copy / "config.yaml").read_text()
-    one_line(gcnseg("train", "--resume", tiny_copy, "train.iterations=6"), f"{ckpt / 'train_state.pt'}: corrupted")
+    one_line(inproc("train", "--resume", tiny_copy, "train.iterations=6"), f"{ckpt / 'train_state.pt'}: corrupted")
     assert (tiny_copy / "config.yaml").read_text() == config  # a refused resume changes nothing
 
 
@@ -161,11 +179,12 @@ def test_second_writer_refused_reader_free_and_a_signal_saves_the_step(tmp_path,
     )
     try:
         _wait_for(lambda: (run / "last.json").is_file(), first, "checkpoint")
-        second = gcnseg("train", *args)  # the same out_dir at once: refused, nothing touched
+        # the lock is the other process's: this one is refused as a process of its own would be
+        second = inproc("train", *args)  # the same out_dir at once: refused, nothing touched
         one_line(second, f"{run}: in use by gcnseg train (pid {first.pid})")
-        third = gcnseg("train", "--resume", run)
+        third = inproc("train", "--resume", run)
         one_line(third, f"{run}: in use by gcnseg train (pid {first.pid})")
-        reader = gcnseg("eval", "--checkpoint", run)  # readers stay free
+        reader = inproc("eval", "--checkpoint", run)  # readers stay free
         assert reader.returncode == 0, reader.stderr
         first.send_signal(sig)
         _, err = first.communicate(timeout=120)
@@ -179,7 +198,7 @@ def test_second_writer_refused_reader_free_and_a_signal_saves_the_step(tmp_path,
     assert f"at step {step};" in last  # the step it stopped at is the one saved
     load_model(run, prefer="last")  # loads
 
-    done = gcnseg("train", "--resume", run, f"train.iterations={step + 2}", "--no-progress")
+    done = inproc("train", "--resume", run, f"train.iterations={step + 2}", "--no-progress")
     assert done.returncode == 0, done.stderr
     steps = [(r["split"], r["step"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
     assert len(steps) == len(set(steps)), "a resumed run repeats log records"
@@ -206,7 +225,7 @@ def test_a_killed_run_resumes_with_each_step_logged_once(tmp_path):
     finally:
         proc.kill()
     step = json.loads((run / "last.json").read_text())["step"]
-    done = gcnseg("train", "--resume", run, f"train.iterations={step + 3}", "--no-progress")
+    done = inproc("train", "--resume", run, f"train.iterations={step + 3}", "--no-progress")
     assert done.returncode == 0, done.stderr
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     train_steps = [r["step"] for r in records if r["split"] == "train"]
@@ -271,14 +290,14 @@ def test_a_training_state_that_is_not_one_is_one_line(tiny_copy, content):
         ckpt / "train_state.pt"
     )  # replaced on purpose: the content is tested
     (ckpt / "model.json").write_text(json.dumps(meta))
-    one_line(gcnseg("train", "--resume", tiny_copy, "train.iterations=6"), "train_state.pt: not a training state")
+    one_line(inproc("train", "--resume", tiny_copy, "train.iterations=6"), "train_state.pt: not a training state")
 
 
 @pytest.mark.parametrize("content", ["[1, 2]", '"text"', "", "\xff\xfe"])
 def test_a_sidecar_that_is_not_an_object_is_one_line(tiny_copy, content):
     ckpt = resolve_checkpoint(tiny_copy, "last")
     (ckpt / "model.json").write_bytes(content.encode("latin-1"))
-    one_line(gcnseg("eval", "--checkpoint", tiny_copy), f"{ckpt / 'model.json'}: not")
+    one_line(inproc("eval", "--checkpoint", tiny_copy), f"{ckpt / 'model.json'}: not")
 
 
 # 6. outputs that eat inputs or fail late --------------------------------------------------
@@ -289,7 +308,7 @@ def test_predict_into_its_input_folder_never_reads_its_own_outputs(tiny_run, tmp
     for i in range(2):
         save(photos / f"p{i}.png", np.full((32, 32, 3), 60 * i, np.uint8))
     for _ in range(2):
-        proc = gcnseg("predict", "--checkpoint", tiny_run, photos, "--out", photos / "out")
+        proc = inproc("predict", "--checkpoint", tiny_run, photos, "--out", photos / "out")
         assert proc.returncode == 0, proc.stderr
         assert "2 of 2 images written" in proc.stdout
     assert not list((photos / "out").rglob("labels/labels"))
@@ -301,13 +320,13 @@ def test_output_paths_are_checked_before_the_work(tiny_run, tmp_path):
     a_file.write_text("x")
     image = tmp_path / "a.png"
     save(image, np.zeros((32, 32, 3), np.uint8))
-    one_line(gcnseg("predict", "--checkpoint", tiny_run, image, "--out", a_file), f"--out {a_file}: is a file")
+    one_line(inproc("predict", "--checkpoint", tiny_run, image, "--out", a_file), f"--out {a_file}: is a file")
     one_line(
-        gcnseg("eval", "--checkpoint", tiny_run, "--json", a_file / "eval.json"), f"{a_file} is a file, not a folder"
+        inproc("eval", "--checkpoint", tiny_run, "--json", a_file / "eval.json"), f"{a_file} is a file, not a folder"
     )
-    one_line(gcnseg("eval", "--checkpoint", tiny_run, "--json", tmp_path), "is a folder, expected a file")
+    one_line(inproc("eval", "--checkpoint", tiny_run, "--json", tmp_path), "is a folder, expected a file")
     one_line(
-        gcnseg("export", "--checkpoint", tiny_run, "--out", a_file / "m.onnx"), f"{a_file}: output folder does not"
+        inproc("export", "--checkpoint", tiny_run, "--out", a_file / "m.onnx"), f"{a_file}: output folder does not"
     )
 
 
@@ -349,7 +368,7 @@ def test_pointers_outside_the_run_are_refused(tiny_copy, tmp_path, target):
         target = str(resolve_checkpoint(other, "last").resolve())
     for name in ("last", "best"):
         (tiny_copy / f"{name}.json").write_text(json.dumps({"step": 4, "path": target}))
-    one_line(gcnseg("eval", "--checkpoint", tiny_copy), "points outside the run's checkpoints/ folder")
+    one_line(inproc("eval", "--checkpoint", tiny_copy), "points outside the run's checkpoints/ folder")
 
 
 # 9. a bad file met in training -------------------------------------------------------------
@@ -362,7 +381,8 @@ def test_a_bad_training_image_names_the_file_and_data_check(tmp_path, workers):
     (root / "images" / "s2.png").write_bytes(b"not a png")
     args = ["data.dataset=folder", f"data.root={root}", "data.options={}", "data.train_split=all", "data.val_split=all",
             f"data.workers={workers}"]  # fmt: skip
-    proc = gcnseg("train", *TINY, *args, f"out_dir={tmp_path / 'run'}", "train.seed=3", "--no-progress")
+    command = inproc if workers == 0 else gcnseg  # a DataLoader worker's failure in a process of its own
+    proc = command("train", *TINY, *args, f"out_dir={tmp_path / 'run'}", "train.seed=3", "--no-progress")
     one_line(proc, str(root / "images" / "s2.png"), "gcnseg data check --config")
 
 
@@ -384,20 +404,20 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
 
 
 def test_limit_zero_and_other_usage_mistakes_are_one_line(tiny_run):
-    one_line(gcnseg("eval", "--checkpoint", tiny_run, "--limit", "0"), "--limit: expected a positive integer, got 0")
-    one_line(gcnseg("eval", "--checkpoint", tiny_run, "--no-such-flag"), "unrecognized arguments: --no-such-flag")
+    one_line(inproc("eval", "--checkpoint", tiny_run, "--limit", "0"), "--limit: expected a positive integer, got 0")
+    one_line(inproc("eval", "--checkpoint", tiny_run, "--no-such-flag"), "unrecognized arguments: --no-such-flag")
 
 
 def test_resume_before_the_first_checkpoint_says_start_again(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("name: x\n")
-    one_line(gcnseg("train", "--resume", run), "no checkpoint yet", "start it again without --resume")
+    one_line(inproc("train", "--resume", run), "no checkpoint yet", "start it again without --resume")
 
 
 def test_resume_with_only_best_left_says_so(tiny_copy):
     (tiny_copy / "last.json").unlink()
-    one_line(gcnseg("train", "--resume", tiny_copy), "last.json: missing (only best.json is left)", "train.init_from=")
+    one_line(inproc("train", "--resume", tiny_copy), "last.json: missing (only best.json is left)", "train.init_from=")
 
 
 # 13. a predicted ignore index -------------------------------------------------------------------
@@ -409,10 +429,7 @@ def test_score_counts_a_predicted_ignore_index_as_wrong_where_it_is_scored(tmp_p
     for folder, arr in (("gt", gt), ("pred", pred)):
         (tmp_path / folder).mkdir()
         Image.fromarray(arr).save(tmp_path / folder / "a.png")
-    proc = subprocess.run(
-        [sys.executable, "-m", "gcnseg", "score", tmp_path / "pred", tmp_path / "gt", "--num-classes", "2", "--json"],
-        capture_output=True, text=True, env=ENV,
-    )  # fmt: skip
+    proc = inproc("score", tmp_path / "pred", tmp_path / "gt", "--num-classes", "2", "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     # class 0: 2 of 2 right, predicted twice -> IoU 1; class 1: 1 of 3 right, predicted once -> IoU 1/3

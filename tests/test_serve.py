@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -271,9 +272,21 @@ def test_the_page_in_a_real_browser(page_url, segmenter, trained_run, tmp_path):
     assert browser_outside == [] and server_outside == []
 
 
-def test_the_command_serves_the_page_until_sigterm(trained_run, tmp_path):
+# the command in a process of its own, every connection it tries off the machine refused
+# and written to a file at exit: from the import of Gradio to the server's close
+GUARDED = (
+    "import atexit, json, sys; sys.path.insert(0, sys.argv[1]); import browser; outside = browser.guard_process(); "
+    "report = sys.argv[2]; atexit.register(lambda: open(report, 'w').write(json.dumps(outside))); "
+    "from gcnseg.cli import main; sys.exit(main(sys.argv[3:]))"
+)
+
+
+def test_the_command_serves_the_page_until_sigterm_and_sends_nothing_out(trained_run, tmp_path):
     port = free_port()
-    command = [sys.executable, "-m", "gcnseg", "serve", "--checkpoint", str(trained_run), "--port", str(port)]
+    report = tmp_path / "outside.json"
+    here = str(Path(__file__).parent)
+    command = [sys.executable, "-c", GUARDED, here, str(report), "serve", "--checkpoint", str(trained_run),
+               "--port", str(port)]  # fmt: skip
     env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp_path)}
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
         try:
@@ -287,4 +300,5 @@ def test_the_command_serves_the_page_until_sigterm(trained_run, tmp_path):
             _, err = proc.communicate(timeout=60)
         finally:
             proc.kill()
-    assert proc.returncode == 0 and err.strip().endswith("gcnseg serve: stopped")
+    assert proc.returncode == 0 and err.strip().endswith("gcnseg serve: stopped"), err
+    assert json.loads(report.read_text()) == []
