@@ -71,7 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()  # imports every command's module: seconds, in which Ctrl-C may come
+    except KeyboardInterrupt:
+        print("gcnseg: interrupted", file=sys.stderr)
+        return 130
+    args = parser.parse_args(argv)
     try:
         code = int(importlib.import_module(args._module).run(args) or 0)
         sys.stdout.flush()  # here, where a closed pipe is caught, not at exit

@@ -3,7 +3,8 @@
 For each input image ``NAME``: ``OUT/labels/NAME.png`` (class ids in a palette
 PNG with the dataset's colours; ``gcnseg score OUT/labels GT_DIR`` scores them),
 ``OUT/overlays/NAME.png`` (colours over the image) and ``OUT/side/NAME.png``
-(image | prediction | overlay). Sub-folders of input folders are mirrored. An
+(image | prediction | overlay). Sub-folders of input folders are mirrored. A photo is
+turned as its EXIF orientation says, as a viewer shows it. An
 unreadable file is reported and skipped; the rest go on. Inputs are never
 overwritten.
 """
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for f, sub in files:
         try:
-            rgb = np.asarray(read_image(f))
+            rgb = np.asarray(read_image(f, exif=True))
         except DataError as e:
             print(f"gcnseg: skipped {e}", file=sys.stderr)
             failed += 1

@@ -86,3 +86,10 @@ def test_samples_writes_a_splits_images_and_labels_as_they_are(tmp_path, capsys)
     with pytest.raises(SystemExit) as e:
         main(["data", "samples", *args, "--limit", "0", "--out", str(tmp_path / "syn")])
     assert e.value.code == 2 and "expected a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_sample_names_from_two_places_get_a_suffix():
+    from gcnseg.data.cli import unique
+
+    taken: set[str] = set()
+    assert [unique(s, taken) for s in ["a", "x", "a-3", "a", "a", "a"]] == ["a", "x", "a-3", "a-2", "a-4", "a-5"]

@@ -6,6 +6,7 @@ the machine."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -130,14 +132,79 @@ def test_describe_names_the_network_and_its_score(segmenter):
 
 def test_a_folder_lists_its_images_recursively_and_refuses_nonsense(tmp_path):
     (tmp_path / "b").mkdir()
-    for p in ["z.png", "a.jpg", "b/c.png", "notes.txt"]:
+    (tmp_path / ".hidden").mkdir()
+    for p in ["z.png", "a.jpg", "b/c.png", "notes.txt", ".x.png", ".hidden/d.png"]:
         (tmp_path / p).write_bytes(b"x")
-    assert folder_images(f"  {tmp_path} ") == ["a.jpg", "b/c.png", "z.png"]
+    assert folder_images(f"  {tmp_path} ") == (["a.jpg", "b/c.png", "z.png"], "")
+    assert folder_images(tmp_path, limit=2) == (["a.jpg", "z.png"], "the first 2 found")  # the top folder first
+    assert folder_images(tmp_path, seconds=0) == (["a.jpg", "z.png"], "those found in 0 s of looking")
     with pytest.raises(GcnsegError, match="no such folder"):
         folder_images(tmp_path / "nowhere")
+    with pytest.raises(GcnsegError, match=r"^no folder given: type one and press Enter$"):
+        folder_images("  ")
+    with pytest.raises(GcnsegError, match="File name too long"):
+        folder_images("b" * 5000)
     (tmp_path / "empty").mkdir()
     with pytest.raises(GcnsegError, match="no image in it"):
         folder_images(tmp_path / "empty")
+
+
+def test_a_photo_is_turned_as_its_exif_says(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turn 90 degrees clockwise to view
+    Image.fromarray(street_scene(40, 64)).save(tmp_path / "phone.jpg", exif=exif)
+    rgb, _ = Segmenter([NAME]).read(tmp_path / "phone.jpg")
+    assert rgb.shape == (64, 40, 3)
+
+
+def test_one_image_at_a_time_whatever_the_threads(segmenter, trained_run):
+    loaded = segmenter.load(str(trained_run))
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def model(x):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        out = loaded.model(x)
+        with lock:
+            running[0] -= 1
+        return out
+
+    slow = dataclasses.replace(loaded, model=model)
+    threads = [threading.Thread(target=segmenter.segment, args=(slow, street_scene(36, 48))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1
+
+
+def test_stopping_waits_for_the_image_being_segmented(segmenter, capsys):
+    from gcnseg.serve.cli import _close
+
+    class Page:
+        closed = False
+
+        def close(self):
+            print("Closing server running on port: 1")  # as Gradio says, to stdout
+            self.closed = True
+
+    segmenter.busy.acquire()
+    done = threading.Timer(0.3, segmenter.busy.release)
+    done.start()
+    page = Page()
+    start = time.monotonic()
+    _close(page, segmenter)
+    assert page.closed and time.monotonic() - start >= 0.25 and not segmenter.busy.locked()
+    out, err = capsys.readouterr()
+    assert out == "" and "finishing the image being segmented" in err
+
+
+def test_a_model_path_too_long_is_a_message(segmenter):
+    with pytest.raises(GcnsegError, match=r"^a+: File name too long$"):
+        segmenter.load("a" * 5000)
 
 
 def test_the_command_refuses_bad_models_folders_and_ports_in_one_line(tmp_path, capsys):
@@ -145,11 +212,20 @@ def test_the_command_refuses_bad_models_folders_and_ports_in_one_line(tmp_path, 
     assert "camvid-gcn-lite9: no such run folder, checkpoint or named model" in capsys.readouterr().err
     assert main(["serve", "--images", str(tmp_path / "nowhere")]) == 2
     assert f"{tmp_path / 'nowhere'}: no such folder" in capsys.readouterr().err
+    for args, message in [
+        (["--port", "70000"], "--port: expected a port from 1 to 65535, got 70000"),
+        (["--port", "0"], "--port: expected a positive integer, got 0"),
+        (["--host", " "], "--host: expected a host name or address, got nothing"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            main(["serve", *args])
+        assert e.value.code == 2 and message in capsys.readouterr().err
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         assert main(["serve", "--port", str(port)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"gcnseg: error: 127.0.0.1:{port}: cannot listen there") and "\n" not in err
+    assert err.endswith("choose another --port or --host")
 
 
 def test_without_gradio_the_command_says_what_to_install(monkeypatch, capsys):
@@ -224,6 +300,12 @@ def test_the_page_in_a_real_browser(page_url, segmenter, trained_run, tmp_path):
         expect(status).to_contain_text("(1 pass)")
         page.locator("#next").click()
         expect(status).to_contain_text("street-1.png: 72x48,", timeout=30_000)
+        # the buttons step in the folder listed, whatever has been typed in the box since
+        page.locator("#folder textarea, #folder input").first.fill(str(tmp_path / "elsewhere"))
+        page.locator("#next").click()
+        expect(status).to_contain_text("street-2.png: 80x48,", timeout=30_000)
+        page.locator("#folder textarea, #folder input").first.press("Enter")
+        expect(status.locator(".error")).to_contain_text("elsewhere: no such folder", timeout=30_000)
         # an uploaded image: the prediction over it, pixel for pixel the model's, and the legend
         page.locator("#upload input[type=file]").set_input_files(tmp_path / "street.png")
         expect(status).to_contain_text("street.png: 56x40,", timeout=30_000)

@@ -19,7 +19,7 @@ def _dataset_arguments(p: argparse.ArgumentParser) -> None:
     # shorthands for data.* overrides
     p.add_argument("--dataset", help="data.dataset: a name of gcnseg.data.DATASETS; '+' joins several")
     p.add_argument("--root", default=None, help="data.root: dataset root folder")
-    p.add_argument("--split", default=None, help="the split to scan; '+' joins several (default: data.train_split)")
+    p.add_argument("--split", default=None, help="the split; '+' joins several (default: data.train_split)")
     p.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE",
         help="data.options.KEY: dataset constructor option (YAML value), e.g. classes=[bg,fg]; repeatable",
@@ -92,6 +92,16 @@ def _weights(args: argparse.Namespace, cfg: Config, ds: SegmentationDataset, spl
     return 0
 
 
+def unique(stem: str, taken: set[str]) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``, ...: the first not in ``taken`` (which it joins)."""
+    name, n = stem, 1
+    while name in taken:
+        n += 1
+        name = f"{stem}-{n}"
+    taken.add(name)
+    return name
+
+
 def _samples(args: argparse.Namespace, ds: SegmentationDataset) -> int:
     from ..runtime import atomic_path, check_output
     from ..visualize import label_image
@@ -101,10 +111,7 @@ def _samples(args: argparse.Namespace, ds: SegmentationDataset) -> int:
     taken: set[str] = set()
     for i in range(n):
         image, mask = ds.load(i)
-        stem = name = Path(ds.name(i)).name  # one folder: the same name from two cities gets a suffix
-        while name in taken:
-            name = f"{stem}-{len(taken)}"
-        taken.add(name)
+        name = unique(Path(ds.name(i)).name, taken)  # one folder: the same name from two cities gets a suffix
         for kind, picture in (("images", image.convert("RGB")), ("labels", label_image(mask, ds.palette))):
             (out / kind).mkdir(parents=True, exist_ok=True)
             with atomic_path(out / kind / f"{name}.png") as tmp:

@@ -54,15 +54,25 @@ def _open(path: Path, kind: str) -> Image.Image:
     return img
 
 
-def read_image(path: str | Path) -> Image.Image:
-    """An RGB ``PIL.Image``; grayscale, RGBA, palette and 16-bit images are converted."""
+def read_image(path: str | Path, exif: bool = False) -> Image.Image:
+    """An RGB ``PIL.Image``; grayscale, RGBA, palette and 16-bit images are converted.
+    ``exif``: turned as its EXIF orientation says, as a viewer shows a photo (for
+    prediction; a dataset's masks are drawn on the pixels as stored, so training and
+    evaluation read them as they are)."""
     path = Path(path)
-    img = _open(path, "image")
+    img = opened = _open(path, "image")
+    if exif:
+        from PIL import ImageOps
+
+        img = ImageOps.exif_transpose(img)
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         arr = np.asarray(img).astype(np.float64)
         top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
         img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
-    return img.convert("RGB")
+    rgb = img.convert("RGB")
+    if rgb is not opened:
+        opened.close()  # the file (an animated GIF keeps it open for its other frames)
+    return rgb
 
 
 def mask_array(img: Image.Image, path: Path) -> np.ndarray:

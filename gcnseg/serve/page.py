@@ -14,9 +14,11 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import GcnsegError
 from .segmenter import Segmentation, Segmenter, blend, folder_images, folder_path, legend_html, shares, summary
@@ -38,12 +40,23 @@ UPLOAD_LIMIT = "100mb"  # larger uploads are refused by Gradio with a message
 
 @dataclass(frozen=True)
 class Shown:
-    """What the page shows now (kept per browser tab in a ``gr.State``)."""
+    """The image the page shows now, decoded (kept per browser tab in a ``gr.State``: another
+    model or option runs on it again without reading the file, which may be gone)."""
 
-    path: str
     name: str
-    choice: str
+    rgb: np.ndarray | None  # None: not read yet (a model failed to load first)
+    path: str
+    resized_from: tuple[int, int] | None = None
     seg: Segmentation | None = None
+
+
+@dataclass(frozen=True)
+class Listed:
+    """The folder listed on the page and its images (the picker and the buttons step in
+    it, whatever is typed in the folder box since)."""
+
+    folder: str
+    names: list[str]
 
 
 def _ok(text: str) -> str:
@@ -54,69 +67,85 @@ def _error(text: str) -> str:
     return f'<p class="error">{html.escape(text)}</p>'
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def build_page(segmenter: Segmenter, images: str | None = None) -> Any:  # -> gr.Blocks
     """The page, not yet started (``launch`` starts it)."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     import gradio as gr
 
     def about(choice: str) -> tuple[str, str]:
-        loaded = segmenter.load(choice)
+        try:
+            loaded = segmenter.load(choice)
+        except GcnsegError as e:
+            return _error(str(e)), ""
         return _ok(loaded.about), legend_html(loaded.classes, loaded.palette)
 
-    def show(path: str | None, name: str, choice: str, flip: bool, ms: bool, opacity: float) -> tuple:
+    def show(image: Shown | None, choice: str, flip: bool, ms: bool, opacity: float) -> tuple:
         """(picture, status, legend, about, state) for one image, or the reason there is none."""
-        nothing = gr.update()
         try:
             loaded = segmenter.load(choice)
         except GcnsegError as e:  # the image stays, for the next model chosen
-            kept = Shown(path, name, choice) if path else None
-            return None, _error(str(e)), "", _error(f"{choice}: not loaded"), kept
-        if not path:
-            return nothing, nothing, legend_html(loaded.classes, loaded.palette), _ok(loaded.about), None
+            return None, _error(str(e)), "", _error(f"{choice}: not loaded"), image
+        key = legend_html(loaded.classes, loaded.palette)
+        if image is None:
+            return None, "", key, _ok(loaded.about), None
         try:
-            rgb, resized_from = segmenter.read(path, name)
-            seg = segmenter.segment(loaded, rgb, flip=flip, multi_scale=ms, resized_from=resized_from)
+            if image.rgb is None:
+                rgb, resized_from = segmenter.read(image.path, image.name)
+                image = replace(image, rgb=rgb, resized_from=resized_from)
+            assert image.rgb is not None
+            seg = segmenter.segment(loaded, image.rgb, flip=flip, multi_scale=ms, resized_from=image.resized_from)
         except GcnsegError as e:
-            return None, _error(str(e)), legend_html(loaded.classes, loaded.palette), _ok(loaded.about), None
+            return None, _error(str(e)), key, _ok(loaded.about), None
         except Exception as e:  # a defect, not the person's doing: say so, log it, keep serving
             traceback.print_exc(file=sys.stderr)
-            return None, _error(f"{name}: failed ({type(e).__name__}: {e})"), "", _ok(loaded.about), None
+            return None, _error(f"{image.name}: failed ({type(e).__name__}: {e})"), key, _ok(loaded.about), None
         legend = legend_html(loaded.classes, loaded.palette, shares(seg.pred, len(loaded.classes)))
-        status = _ok(f"{summary(name, seg)}, {loaded.choice}")
-        return blend(seg, opacity), status, legend, _ok(loaded.about), Shown(path, name, choice, seg)
+        status = _ok(f"{summary(image.name, seg)}, {loaded.choice}")
+        return blend(seg, opacity), status, legend, _ok(loaded.about), replace(image, seg=seg)
 
-    def again(state: Shown | None, choice: str, flip: bool, ms: bool, opacity: float) -> tuple:
+    def uploaded(path: str | None, *options: Any) -> tuple:
+        """An upload: shown, and the drop zone emptied, ready for the next file."""
+        image = Shown(Path(path).name, None, path) if path else None
+        return (*show(image, *options), None)
+
+    def picked(name: str | None, listed: Listed | None, *options: Any) -> tuple:
+        if not name or listed is None or name not in listed.names:
+            return (gr.update(),) * 5
+        return show(Shown(name, None, str(folder_path(listed.folder, name))), *options)
+
+    def again(state: Shown | None, *options: Any) -> tuple:
         """The same image, with another model or other options."""
-        if state is None:
-            return show(None, "", choice, flip, ms, opacity)
-        return show(state.path, state.name, choice, flip, ms, opacity)
+        return show(state, *options)
 
     def reblend(state: Shown | None, opacity: float) -> Any:
         return gr.update() if state is None or state.seg is None else blend(state.seg, opacity)
 
     def list_folder(folder: str) -> tuple:
-        """(picker, status): the folder's images in the picker, the first one chosen."""
-        if not (folder or "").strip():
-            return gr.update(choices=[], value=None), gr.update()
+        """(picker, status, listed): the folder's images in the picker, the first one chosen."""
         try:
-            names = folder_images(folder)
+            names, note = folder_images(folder)
         except GcnsegError as e:
-            return gr.update(choices=[], value=None), _error(str(e))
-        return gr.update(choices=names, value=names[0]), _ok(f"{len(names)} images in {folder.strip()}")
+            return gr.update(choices=[], value=None), _error(str(e)), None
+        listed = Listed(folder.strip(), names)
+        said = f"{_plural(len(names), 'image')} in {listed.folder}" + (f" ({note})" if note else "")
+        return gr.update(choices=names, value=names[0]), _ok(said), listed
 
-    def step(by: int) -> Callable[[str | None, str], Any]:
-        def go(current: str | None, folder: str) -> Any:
-            try:
-                names = folder_images(folder)
-            except GcnsegError:
+    def step(by: int) -> Callable[[str | None, Listed | None], Any]:
+        def go(current: str | None, listed: Listed | None) -> Any:
+            if listed is None:
                 return gr.update()
-            i = names.index(current) if current in names else -by
-            return gr.update(value=names[(i + by) % len(names)])
+            i = listed.names.index(current) if current in listed.names else -by
+            return gr.update(value=listed.names[(i + by) % len(listed.names)])
 
         return go
 
     with gr.Blocks(title="gcnseg", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
         state = gr.State(None)
+        listed = gr.State(None)
         gr.Markdown(
             "## gcnseg: Global Convolutional Network\n"
             "Semantic segmentation by GCN + Boundary Refinement (Peng et al., *Large Kernel Matters*, "
@@ -163,21 +192,18 @@ def build_page(segmenter: Segmenter, images: str | None = None) -> Any:  # -> gr
 
         options = [model, flip, ms, opacity]
         shown = [picture, status, legend, model_about, state]
-        # the drop zone is emptied once the file is read, ready for the next one
-        upload.upload(
-            lambda f, *o: (*show(f, Path(f).name if f else "", *o), None), [upload, *options], [*shown, upload]
-        )
-        pick.change(lambda name, root, *o: show(str(folder_path(root, name)) if name else None, name or "", *o),
-                    [pick, folder, *options], shown)  # fmt: skip
+        one: dict[str, Any] = {"concurrency_id": "segment", "concurrency_limit": 1}  # all that segment: one queue
+        upload.upload(uploaded, [upload, *options], [*shown, upload], **one)
+        pick.change(picked, [pick, listed, *options], shown, **one)
         for control in (model, flip, ms):
-            control.change(again, [state, *options], shown)
+            control.change(again, [state, *options], shown, **one)
         opacity.change(reblend, [state, opacity], picture, trigger_mode="always_last")
-        folder.submit(list_folder, folder, [pick, status])
-        prev_button.click(step(-1), [pick, folder], pick)
-        next_button.click(step(1), [pick, folder], pick)
+        folder.submit(list_folder, folder, [pick, status, listed])
+        prev_button.click(step(-1), [pick, listed], pick)
+        next_button.click(step(1), [pick, listed], pick)
         page.load(about, model, [model_about, legend])
         if images:
-            page.load(list_folder, folder, [pick, status])
+            page.load(list_folder, folder, [pick, status, listed])
     return page
 
 

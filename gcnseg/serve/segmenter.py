@@ -6,6 +6,7 @@ blended over the image, and each class's share of it."""
 from __future__ import annotations
 
 import html
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DataError, GcnsegError
-from ..predict import IMAGE_SUFFIXES, find_images, segment
+from ..predict import IMAGE_SUFFIXES, segment
 from ..visualize import overlay
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ def describe(choice: str, cfg: Config, meta: dict) -> str:
 
 class Segmenter:
     """The models a page offers (loaded on first use, and again when a run's best
-    checkpoint moves), and the work on one image. Safe to call from several threads."""
+    checkpoint moves), and the work on one image: one at a time, whatever the number of
+    threads that ask (a multi-scale run on a large image takes gigabytes)."""
 
     def __init__(self, choices: Sequence[str], device: str = "auto", eager: bool = False, max_side: int = 2048):
         if not choices:
@@ -77,8 +79,9 @@ class Segmenter:
         self.device = device
         self.eager = eager
         self.max_side = max_side
-        self._loaded: OrderedDict[tuple[str, str], Loaded] = OrderedDict()
-        self._lock = threading.Lock()
+        self._loaded: OrderedDict[str, Loaded] = OrderedDict()
+        self._lock = threading.Lock()  # the models kept
+        self.busy = threading.Lock()  # held while an image is segmented
 
     def load(self, choice: str) -> Loaded:
         """The model of ``choice`` (a named model, run folder or checkpoint folder)."""
@@ -88,11 +91,14 @@ class Segmenter:
         if not choice:
             raise GcnsegError("choose a model")
         with self._lock:
-            key = (choice, str(resolve_checkpoint(choice)))  # a run's new best checkpoint is a new key
-            if key not in self._loaded:
-                self._loaded[key] = self._load(choice)
-                while len(self._loaded) > KEEP_MODELS:
-                    self._loaded.popitem(last=False)
+            try:
+                key = str(resolve_checkpoint(choice))  # a run's new best checkpoint is a new key
+                if key not in self._loaded:
+                    self._loaded[key] = self._load(choice)
+                    while len(self._loaded) > KEEP_MODELS:
+                        self._loaded.popitem(last=False)
+            except OSError as e:  # a name too long for a path, a folder that cannot be read
+                raise GcnsegError(f"{choice}: {e.strerror or e}") from None
             self._loaded.move_to_end(key)
             return self._loaded[key]
 
@@ -122,9 +128,11 @@ class Segmenter:
 
         name = name or Path(path).name
         try:
-            img = read_image(path)
+            img = read_image(path, exif=True)  # a photo as a viewer shows it
         except DataError as e:
             raise GcnsegError(str(e).replace(str(path), name)) from None
+        except OSError as e:
+            raise GcnsegError(f"{name}: {e.strerror or e}") from None
         if max(img.size) <= self.max_side:
             return np.asarray(img), None
         scale = self.max_side / max(img.size)
@@ -145,9 +153,12 @@ class Segmenter:
 
         scales = list(DEFAULT_MS_SCALES) if multi_scale else [1.0]
         cfg = replace(loaded.cfg, eval=replace(loaded.cfg.eval, scales=scales, flip=flip, crf=False))
-        start = time.perf_counter()
-        pred = segment(loaded.model, rgb, cfg, loaded.device)
-        seconds = time.perf_counter() - start
+        with self.busy:
+            start = time.perf_counter()
+            pred = segment(loaded.model, rgb, cfg, loaded.device)
+            seconds = time.perf_counter() - start
+        if len(loaded.classes) <= 255:  # kept per browser tab: a byte a pixel, not eight
+            pred = pred.astype(np.uint8)
         passes = len(scales) * (2 if flip else 1)
         return Segmentation(rgb, pred, seconds, passes, loaded.palette, loaded.ignore_index, resized_from)
 
@@ -196,17 +207,43 @@ def summary(name: str, seg: Segmentation) -> str:
     return f"{name}: {w}x{h}{shrunk}, {1000 * seg.seconds:.0f} ms ({passes})"
 
 
+MAX_LISTED = 10_000  # images listed from one folder
+LIST_SECONDS = 5.0  # and the time spent looking for them
+
+
 def folder_path(folder: str | Path, name: str = "") -> Path:
     """``folder`` as typed on the page (spaces around it dropped, ``~`` expanded), and ``name`` in it."""
-    return Path(str(folder).strip()).expanduser() / name
+    text = str(folder).strip()
+    if not text:
+        raise GcnsegError("no folder given: type one and press Enter")
+    return Path(text).expanduser() / name
 
 
-def folder_images(folder: str | Path) -> list[str]:
-    """The images under ``folder`` (searched recursively, sorted) as paths relative to it."""
+def folder_images(folder: str | Path, limit: int = MAX_LISTED, seconds: float = LIST_SECONDS) -> tuple[list[str], str]:
+    """The images under ``folder`` as paths relative to it (sorted; sub-folders searched,
+    hidden files and folders not), and a note when the listing stopped short: at ``limit``
+    images or after ``seconds`` of looking."""
     root = folder_path(folder)
-    if not root.is_dir():
-        raise GcnsegError(f"{root}: no such folder")
-    found = [str(f.relative_to(root)) for f, _ in find_images([str(root)])]
+    try:
+        if not root.is_dir():
+            raise GcnsegError(f"{root}: no such folder")
+    except OSError as e:
+        raise GcnsegError(f"{root}: {e.strerror or e}") from None
+    found: list[str] = []
+    note = ""
+    deadline = time.monotonic() + seconds
+    for here, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        rel = Path(here).relative_to(root)
+        found += [
+            str(rel / f) for f in sorted(files) if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES
+        ]
+        if len(found) >= limit:
+            found, note = found[:limit], f"the first {limit} found"
+            break
+        if time.monotonic() > deadline:
+            note = f"those found in {seconds:g} s of looking"
+            break
     if not found:
         raise GcnsegError(f"{root}: no image in it (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    return found
+    return sorted(found), note
