@@ -68,6 +68,8 @@ def test_the_legend_lists_classes_by_share_escaped_and_dims_absent_ones():
     assert re.findall(r"width: ([\d.]+)%", html) == ["100.0", "33.3", "0.0"]  # bars scaled to the largest share
     assert html.count('class="absent"') == 1 and '<tr data-class="sky" class="absent">' in html
     assert "share" not in legend_html(["road"], [(1, 2, 3)])  # before any prediction: the key only
+    few = legend_html(["road", "car"], [(1, 2, 3), (4, 5, 6)], np.array([0.9996, 0.0004]))
+    assert "&lt;0.1%" in few and "absent" not in few  # a few pixels: there, if under 0.1%
 
 
 def test_the_summary_says_size_time_and_passes():

@@ -87,17 +87,19 @@ def build_page(segmenter: Segmenter, images: str | None = None) -> Any:  # -> gr
         """(picture, status, legend, about, state) for one image, or the reason there is none."""
         try:
             loaded = segmenter.load(choice)
-        except GcnsegError as e:  # the image stays, for the next model chosen
-            return None, _error(str(e)), "", _error(f"{choice}: not loaded"), image
+        except GcnsegError as e:  # the image stays (not its prediction), for the next model chosen
+            kept = replace(image, seg=None) if image is not None else None
+            return None, _error(str(e)), "", _error(f"{choice}: not loaded"), kept
         key = legend_html(loaded.classes, loaded.palette)
         if image is None:
             return None, "", key, _ok(loaded.about), None
         try:
-            if image.rgb is None:
+            if image.rgb is None:  # read once; the file may be gone by the next option changed
                 rgb, resized_from = segmenter.read(image.path, image.name)
                 image = replace(image, rgb=rgb, resized_from=resized_from)
-            assert image.rgb is not None
-            seg = segmenter.segment(loaded, image.rgb, flip=flip, multi_scale=ms, resized_from=image.resized_from)
+            else:
+                rgb, resized_from = image.rgb, image.resized_from
+            seg = segmenter.segment(loaded, rgb, flip=flip, multi_scale=ms, resized_from=resized_from)
         except GcnsegError as e:
             return None, _error(str(e)), key, _ok(loaded.about), None
         except Exception as e:  # a defect, not the person's doing: say so, log it, keep serving
@@ -116,10 +118,6 @@ def build_page(segmenter: Segmenter, images: str | None = None) -> Any:  # -> gr
         if not name or listed is None or name not in listed.names:
             return (gr.update(),) * 5
         return show(Shown(name, None, str(folder_path(listed.folder, name))), *options)
-
-    def again(state: Shown | None, *options: Any) -> tuple:
-        """The same image, with another model or other options."""
-        return show(state, *options)
 
     def reblend(state: Shown | None, opacity: float) -> Any:
         return gr.update() if state is None or state.seg is None else blend(state.seg, opacity)
@@ -195,8 +193,8 @@ def build_page(segmenter: Segmenter, images: str | None = None) -> Any:  # -> gr
         one: dict[str, Any] = {"concurrency_id": "segment", "concurrency_limit": 1}  # all that segment: one queue
         upload.upload(uploaded, [upload, *options], [*shown, upload], **one)
         pick.change(picked, [pick, listed, *options], shown, **one)
-        for control in (model, flip, ms):
-            control.change(again, [state, *options], shown, **one)
+        for control in (model, flip, ms):  # the same image again, with another model or option
+            control.change(show, [state, *options], shown, **one)
         opacity.change(reblend, [state, opacity], picture, trigger_mode="always_last")
         folder.submit(list_folder, folder, [pick, status, listed])
         prev_button.click(step(-1), [pick, listed], pick)

@@ -188,8 +188,9 @@ def legend_html(classes: Sequence[str], palette: Sequence[Sequence[int]], share:
         cells = f'<td><span class="swatch" style="background: rgb({r},{g},{b})"></span></td><td>{name}</td>'
         if share is not None:
             pct = 100 * float(share[i])
+            said = "<0.1%" if 0 < pct < 0.05 else f"{pct:.1f}%"  # present, if only a few pixels
             cells += (
-                f'<td class="share">{pct:.1f}%</td>'
+                f'<td class="share">{html.escape(said)}</td>'
                 f'<td class="bar"><span style="width: {100 * float(share[i]) / top:.1f}%; '
                 f'background: rgb({r},{g},{b})"></span></td>'
             )
