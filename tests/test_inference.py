@@ -176,3 +176,26 @@ def test_pad_runs_the_model_on_the_padded_size_and_crops_back():
     seen.clear()
     predict_scores(GlobalMean(), torch.randn(1, 3, 20, 30), pad=16)  # larger: run as it is
     assert seen == [(20, 30)]
+
+
+def test_one_pass_segmentation_is_the_argmax_of_the_scores(trained_run):
+    """``predict.segment`` takes the logits' argmax when there is one pass (no softmax);
+    the classes are those of the softmax scores."""
+    import dataclasses
+
+    import numpy as np
+    from fakes import street_scene
+
+    from gcnseg.checkpoint import load_model
+    from gcnseg.optimize import optimize_for_inference
+    from gcnseg.predict import segment, to_input
+
+    model, cfg, _ = load_model(trained_run)
+    model = optimize_for_inference(model)
+    rgb = street_scene(60, 84)
+    with torch.inference_mode():
+        scores = predict_scores(model, to_input(rgb, cfg.data.mean, cfg.data.std))
+    expected = scores.argmax(1)[0].numpy()
+    assert np.array_equal(segment(model, rgb, cfg, torch.device("cpu")), expected)
+    flipped = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, flip=True))
+    assert segment(model, rgb, flipped, torch.device("cpu")).shape == expected.shape  # the scores' path
