@@ -204,14 +204,27 @@ def test_stopping_waits_for_the_image_being_segmented(segmenter, capsys):
     assert out == "" and "finishing the image being segmented" in err
 
 
+def test_a_second_ctrl_c_while_stopping_stops_at_once(segmenter):
+    from gcnseg.serve.cli import _AtOnce, _close
+
+    class Page:
+        def close(self):
+            raise KeyboardInterrupt  # the second Ctrl-C, while the server closes
+
+    with pytest.raises(_AtOnce):
+        _close(Page(), segmenter)
+
+
 def test_a_model_path_too_long_is_a_message(segmenter):
     with pytest.raises(GcnsegError, match=r"^a+: File name too long$"):
         segmenter.load("a" * 5000)
 
 
 def test_the_command_refuses_bad_models_folders_and_ports_in_one_line(tmp_path, capsys):
+    handler = signal.getsignal(signal.SIGTERM)
     assert main(["serve", "--model", "camvid-gcn-lite9"]) == 2
     assert "camvid-gcn-lite9: no such run folder, checkpoint or named model" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is handler  # a refusal leaves the caller's handler
     assert main(["serve", "--images", str(tmp_path / "nowhere")]) == 2
     assert f"{tmp_path / 'nowhere'}: no such folder" in capsys.readouterr().err
     for args, message in [
@@ -386,3 +399,13 @@ def test_the_command_serves_the_page_until_sigterm_and_sends_nothing_out(trained
             proc.kill()
     assert proc.returncode == 0 and err.strip().endswith("gcnseg serve: stopped"), err
     assert json.loads(report.read_text()) == []
+
+
+def test_a_sidecar_without_colours_gets_the_voc_colour_map(trained_run_copy):
+    from gcnseg.data.base import color_map
+
+    ckpt = resolve_checkpoint(trained_run_copy)
+    meta = json.loads((ckpt / "model.json").read_text())
+    del meta["palette"]
+    (ckpt / "model.json").write_text(json.dumps(meta))
+    assert Segmenter([str(trained_run_copy)]).load(str(trained_run_copy)).palette == color_map(3)

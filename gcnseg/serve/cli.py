@@ -75,25 +75,47 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # stops as Ctrl-C does
 
 
+class _AtOnce(Exception):
+    """A second Ctrl-C while stopping: end now, the image in flight left unfinished."""
+
+
 def _close(page: Any, segmenter: Segmenter) -> None:
     """Stop taking requests, then wait for the image being segmented (a second Ctrl-C
-    stops at once): the process never ends with a computation in flight."""
-    with contextlib.redirect_stdout(io.StringIO()):  # Gradio's own "Closing server" line
-        page.close()
+    stops at once): the process never ends its normal way with a computation in flight."""
     try:
+        with contextlib.redirect_stdout(io.StringIO()):  # Gradio's own "Closing server" line
+            page.close()  # seconds, when a request is being answered
         if not segmenter.busy.acquire(blocking=False):
             print("gcnseg serve: finishing the image being segmented (Ctrl-C again to stop at once)", file=sys.stderr)
             segmenter.busy.acquire()
         segmenter.busy.release()
     except KeyboardInterrupt:
-        print("gcnseg serve: stopped at once", file=sys.stderr, flush=True)
-        os._exit(130)
+        raise _AtOnce from None
 
 
 def run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("gradio") is None:
         raise GcnsegError("gcnseg serve needs Gradio: pip install 'gcnseg[serve]'")
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # from here on, SIGTERM is Ctrl-C
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # from here on, SIGTERM is Ctrl-C
+    try:
+        _serve(args)
+        code, said = 0, "gcnseg serve: stopped"
+    except _AtOnce:
+        code, said = 130, "gcnseg serve: stopped at once"
+    finally:  # a refusal before serving leaves the caller's handler as it was
+        signal.signal(signal.SIGTERM, previous)
+    print(said, file=sys.stderr)
+    # Ended here, after the exit handlers: the C++ destructors that would run next abort the
+    # process ("terminate called without an active exception") once torch has run on the
+    # server's worker threads, which are still alive (and may still be computing).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    """Check what was asked for, load the first model, serve until stopped."""
     from ..checkpoint import resolve_checkpoint
     from ..zoo import ZOO
     from .page import build_page, launch
@@ -125,11 +147,3 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if own_temp:
             shutil.rmtree(own_temp, ignore_errors=True)
-    print("gcnseg serve: stopped", file=sys.stderr)
-    # Ended here, after the exit handlers: the C++ destructors that would run next abort the
-    # process ("terminate called without an active exception") once torch has run on the
-    # server's worker threads, which are still alive.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    atexit._run_exitfuncs()
-    os._exit(0)

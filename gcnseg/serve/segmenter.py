@@ -58,7 +58,7 @@ class Segmentation:
 
 
 def describe(choice: str, cfg: Config, meta: dict) -> str:
-    """``camvid-gcn-lite0: efficientnet_lite0 + GCN (k=15) + BR, 11 classes (camvid), val mIoU 65.8``."""
+    """One line: ``NAME: resnet18 + GCN (k=15) + BR, 4 classes (synthetic-shapes), val mIoU 95.8``."""
     m = cfg.model
     k = m.k if isinstance(m.k, int) else "/".join(str(x) for x in m.k)
     parts = f"{m.backbone} + {m.head.upper() if m.head == 'gcn' else m.head} (k={k})" + (" + BR" if m.br else "")
@@ -104,6 +104,7 @@ class Segmenter:
 
     def _load(self, choice: str) -> Loaded:
         from ..checkpoint import load_model
+        from ..data.base import color_map
         from ..runtime import resolve_device
 
         model, cfg, meta = load_model(choice)
@@ -115,7 +116,8 @@ class Segmenter:
             model = optimize_for_inference(model)
         n = meta["num_classes"]
         classes = [str(c) for c in meta.get("classes") or range(n)][:n]
-        palette = [(int(r), int(g), int(b)) for r, g, b in meta["palette"]][:n]
+        colours = meta.get("palette") or color_map(n)  # a sidecar written by hand may have none
+        palette = [(int(r), int(g), int(b)) for r, g, b in colours][:n]
         return Loaded(choice, model, cfg, device, classes, palette, int(meta.get("ignore_index", 255)),
                       describe(choice, cfg, meta))  # fmt: skip
 
