@@ -68,20 +68,13 @@ def segment(
     from .inference import predict_scores
 
     ev = cfg.eval
+    x = to_input(rgb, cfg.data.mean, cfg.data.std).to(device)
     one_pass = list(ev.scales) == [1.0] and not ev.flip and ev.tile is None and ev.pad_size is None
-    if one_pass and not ev.crf:  # the argmax of the logits is the softmax's, without the softmax
-        with torch.inference_mode():
-            logits = model(to_input(rgb, cfg.data.mean, cfg.data.std).to(device))
-        return logits.argmax(1)[0].cpu().numpy()
     with torch.inference_mode():
+        if one_pass and not ev.crf:  # the argmax of the logits is the softmax's, without the softmax
+            return model(x).argmax(1)[0].cpu().numpy()
         probs = predict_scores(
-            model,
-            to_input(rgb, cfg.data.mean, cfg.data.std).to(device),
-            scales=tuple(ev.scales),
-            flip=ev.flip,
-            tile=ev.tile,
-            overlap=ev.tile_overlap,
-            pad=ev.pad_size,
+            model, x, scales=tuple(ev.scales), flip=ev.flip, tile=ev.tile, overlap=ev.tile_overlap, pad=ev.pad_size
         )
     if ev.crf:
         from .crf import dense_crf
