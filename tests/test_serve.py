@@ -127,6 +127,14 @@ def test_models_load_once_and_segment_with_the_options(segmenter, trained_run):
         Segmenter([])
 
 
+def test_a_named_model_is_hashed_when_loaded_not_on_every_image(segmenter, monkeypatch):
+    import gcnseg.checkpoint
+
+    loaded = segmenter.load(NAME)  # its digest checked by load_model, once
+    monkeypatch.setattr(gcnseg.checkpoint, "resolve_checkpoint", lambda *a, **k: pytest.fail("resolved again"))
+    assert segmenter.load(NAME) is loaded
+
+
 def test_describe_names_the_network_and_its_score(segmenter):
     about = segmenter.load(NAME).about
     assert about == f"{NAME}: timm/tf_efficientnet_lite0 + GCN (k=15/15/11/7) + BR, 11 classes (camvid), val mIoU 65.8"

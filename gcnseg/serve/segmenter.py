@@ -86,13 +86,17 @@ class Segmenter:
     def load(self, choice: str) -> Loaded:
         """The model of ``choice`` (a named model, run folder or checkpoint folder)."""
         from ..checkpoint import resolve_checkpoint
+        from ..zoo import ZOO
 
         choice = (choice or "").strip()
         if not choice:
             raise GcnsegError("choose a model")
         with self._lock:
             try:
-                key = str(resolve_checkpoint(choice))  # a run's new best checkpoint is a new key
+                if choice in ZOO and not Path(choice).exists():  # as resolve_checkpoint reads names
+                    key = str(ZOO[choice].folder)  # never moves: not hashed again on every image
+                else:
+                    key = str(resolve_checkpoint(choice))  # a run's new best checkpoint is a new key
                 if key not in self._loaded:
                     self._loaded[key] = self._load(choice)
                     while len(self._loaded) > KEEP_MODELS:

@@ -25,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         score = f"val mIoU {100 * r['val_miou']:.2f}" if r["val_miou"] is not None else "not installed"
         print(f"{r['name']:<20} {score}  {r['summary']}\n{'':<20} model card: {r['card']}")
-    print("use: gcnseg predict --model NAME IMAGES... --out DIR  (also eval, export, vrf)")
+    print("use: gcnseg predict --model NAME IMAGES... --out DIR  (also eval, export, vrf, serve)")
     return 0
