@@ -1,11 +1,9 @@
 """Evaluation (Section 4): mean IoU from a confusion matrix accumulated image by
 image, boundary vs internal accuracy (Table 5), and the test-time methods of
-Tables 7 and 9 (multi-scale, flip, dense CRF, sliding window); ``gcnseg eval``."""
+Tables 7 and 9 (multi-scale, flip, dense CRF, sliding window)."""
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -15,10 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cli import add_checkpoint_arguments, positive_int
 from .config import EvalConfig
 from .data import TransformedDataset
-from .models.encoders import IMAGENET_MEAN, IMAGENET_STD
+from .normalisation import IMAGENET_MEAN, IMAGENET_STD
 from .runtime import rank_world
 
 
@@ -39,8 +36,8 @@ def evaluate(
     ignore_index: int = 255,
     show_progress: bool = True,
     amp_dtype: torch.dtype | None = None,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Score ``model`` on every image of ``dataset`` (items: normalised image, mask).
 
@@ -53,6 +50,7 @@ def evaluate(
     from .metrics import SegMetrics
 
     device = torch.device(device)
+    mean, std = mean or IMAGENET_MEAN, std or IMAGENET_STD  # the inputs' normalisation (for the CRF's image)
     num_classes = num_classes or dataset.num_classes
     was_training = model.training
     model.eval()
@@ -120,115 +118,8 @@ def write_previews(
     return out_dir
 
 
-# ----------------------------------------------------------------------------- CLI
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_checkpoint_arguments(p)
-    # shorthands for overrides of the checkpoint's config
-    p.add_argument("--data", dest="dataset", help="data.dataset (default: the checkpoint's)")
-    p.add_argument("--root", help="data.root (default: the checkpoint's)")
-    p.add_argument("--split", default=None, help="data.val_split: the split to evaluate (default: the config's)")
-    p.add_argument("--ms", action="store_true", help="eval.scales=[0.5, ..., 1.75]: multi-scale testing (Table 7)")
-    p.add_argument("--scales", type=float, nargs="+", help="eval.scales: explicit test scales")
-    p.add_argument("--flip", action="store_true", help="eval.flip=true: average with the horizontally flipped image")
-    p.add_argument(
-        "--crf", action="store_true", help="eval.crf=true: dense CRF post-processing (pip install 'gcnseg[crf]')"
-    )
-    p.add_argument("--tile", type=int, nargs="+", help="eval.tile: sliding-window tile size (H [W])")
-    p.add_argument("--boundary-width", type=int, help="eval.boundary_width: boundary band in pixels (Table 5: 7)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--eager", action="store_true", help="run the plain model, not the optimised inference path")
-    p.add_argument("--json", dest="json_out", help="also write the result to this JSON file")
-    p.add_argument("--limit", type=positive_int, help="only the first N images")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.eval_size=256")
-
-
-def run(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model
-    from .config import apply_overrides, given
-    from .data import build_dataset
-    from .errors import GcnsegError
-    from .inference import DEFAULT_MS_SCALES
-    from .metrics import format_metrics
-    from .runtime import atomic_write_text, check_output, resolve_device
-
-    if args.json_out:
-        check_output(args.json_out, "--json")
-    model, cfg, meta = load_model(args.checkpoint)
-    tile = None if not args.tile else args.tile[0] if len(args.tile) == 1 else args.tile[:2]
-    cfg = apply_overrides(
-        cfg,
-        args.overrides,
-        given(
-            {
-                "data.dataset": args.dataset,
-                "data.root": args.root,
-                "data.val_split": args.split,
-                "eval.scales": args.scales or (list(DEFAULT_MS_SCALES) if args.ms else None),
-                "eval.flip": args.flip or None,
-                "eval.crf": args.crf or None,
-                "eval.tile": tile,
-                "eval.boundary_width": args.boundary_width,
-            }
-        ),
-    )
-    e = cfg.eval
-    if e.crf:
-        from .crf import require_crf
-
-        require_crf()
-    split = cfg.data.val_split
-    dataset = build_dataset(cfg.data, split, train=False)
-    if dataset.num_classes != meta["num_classes"]:
-        raise GcnsegError(
-            f"{args.checkpoint}: model has {meta['num_classes']} classes, dataset {cfg.data.dataset} has {dataset.num_classes}"
-        )
-    if args.limit:
-        dataset = _Head(dataset, args.limit)
-    device = resolve_device(args.device)
-    if not args.eager:
-        from .optimize import optimize_for_inference
-
-        model = optimize_for_inference(model.to(device))  # on its device: "auto" precision is bf16 on CPU only
-    result = evaluate(
-        model.to(device),
-        dataset,
-        e,
-        device,
-        meta["num_classes"],
-        cfg.data.ignore_index,
-        mean=cfg.data.mean or IMAGENET_MEAN,
-        std=cfg.data.std or IMAGENET_STD,
-    )
-    print(format_metrics(result, meta.get("classes")))
-    if args.json_out:
-        out = {
-            "checkpoint": str(args.checkpoint),
-            "dataset": cfg.data.dataset,
-            "split": split,
-            "scales": e.scales,
-            "flip": e.flip,
-            "crf": e.crf,
-            "images": len(dataset),
-            **{k: v for k, v in result.items() if k != "matrix"},
-        }
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(args.json_out), json.dumps(out, indent=2, default=_jsonable))
-        print(f"written {args.json_out}")
-    return 0
-
-
-def _jsonable(x):
-    if isinstance(x, torch.Tensor):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    raise TypeError(type(x))
-
-
-class _Head(TransformedDataset):
-    """The first ``n`` items of a dataset (``eval --limit``)."""
+class FirstN(TransformedDataset):
+    """The first ``n`` items of a dataset (``gcnseg eval --limit``)."""
 
     def __init__(self, dataset: TransformedDataset, n: int) -> None:
         super().__init__(dataset.base, dataset.transform, dataset.ignore_index)

@@ -1,16 +1,12 @@
-"""``gcnseg export``: a checkpoint as ONNX or TorchScript with dynamic height and width."""
+"""Export: a checkpoint as ONNX or TorchScript with dynamic height and width."""
 
 from __future__ import annotations
 
-import argparse
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .cli import add_checkpoint_arguments
-from .errors import GcnsegError
 from .runtime import atomic_path
 
 
@@ -44,42 +40,3 @@ def export_torchscript(model: nn.Module, path: Path, sample_size: tuple[int, int
     with atomic_path(path) as tmp:
         traced.save(str(tmp))
     return path
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_checkpoint_arguments(p)
-    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
-    p.add_argument(
-        "--out", help="output file (default: beside the checkpoint, model.onnx / model.pt; NAME.onnx for --model NAME)"
-    )
-    p.add_argument("--opset", type=int, default=18)
-
-
-def run(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model, resolve_checkpoint
-    from .runtime import check_output
-    from .zoo import ZOO
-
-    ckpt = resolve_checkpoint(args.checkpoint)
-    suffix = "onnx" if args.format == "onnx" else "pt"
-    if args.out:
-        out = Path(args.out)
-    elif args.checkpoint in ZOO:  # the package's own folder is not a place to write
-        out = Path(f"{args.checkpoint}.{suffix}")
-    else:
-        out = ckpt / f"model.{suffix}"
-    if not out.parent.is_dir():
-        raise GcnsegError(f"{out.parent}: output folder does not exist")
-    check_output(out, "--out")
-    model, cfg, meta = load_model(args.checkpoint)
-    with warnings.catch_warnings():  # the exporters' notes on traced sizes are expected here
-        warnings.simplefilter("ignore")
-        if args.format == "onnx":
-            export_onnx(model, out, opset=args.opset)
-        else:
-            export_torchscript(model, out)
-    print(
-        f"written {out} ({out.stat().st_size / 1e6:.1f} MB); input 'image' N x 3 x H x W normalised with "
-        f"mean {cfg.data.mean} and std {cfg.data.std}, output 'logits' N x {meta['num_classes']} x H x W"
-    )
-    return 0

@@ -27,6 +27,8 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from .runtime import native_bf16
+
 
 def _after_folding(bn: nn.BatchNorm2d) -> nn.Module:
     """What is left of a folded BatchNorm: nothing, or the activation that timm's
@@ -74,14 +76,6 @@ def _has(module: nn.Module, name: str) -> bool:
     except AttributeError:
         return False
     return True
-
-
-def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (oneDNN's check)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 class ToFloat32(nn.Module):

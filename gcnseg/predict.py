@@ -1,4 +1,4 @@
-"""``gcnseg predict``: segment any images and write pictures a person can look at.
+"""Prediction: segment any images and write pictures a person can look at.
 
 For each input image ``NAME``: ``OUT/labels/NAME.png`` (class ids in a palette
 PNG with the dataset's colours; ``gcnseg score OUT/labels GT_DIR`` scores them),
@@ -11,16 +11,14 @@ overwritten.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from .cli import add_checkpoint_arguments
 from .errors import DataError, GcnsegError
 from .runtime import atomic_path
 
@@ -83,76 +81,36 @@ def segment(
     return probs.argmax(1)[0].cpu().numpy()
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_checkpoint_arguments(p)
-    p.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="INPUT",
-        help="images or folders (searched recursively), and KEY=VALUE overrides of the checkpoint's config",
-    )
-    p.add_argument("--out", required=True, help="output folder")
-    # shorthands for overrides of the checkpoint's config
-    p.add_argument("--ms", action="store_true", help="eval.scales=[0.5, ..., 1.75]: multi-scale testing")
-    p.add_argument("--flip", action="store_true", help="eval.flip=true: average with the horizontally flipped image")
-    p.add_argument(
-        "--crf", action="store_true", help="eval.crf=true: dense CRF post-processing (pip install 'gcnseg[crf]')"
-    )
-    p.add_argument("--tile", type=int, help="eval.tile: sliding-window tile size for large images")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--eager", action="store_true", help="run the plain model, not the optimised inference path")
-
-
-def run(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model
-    from .config import apply_overrides, given, split_overrides
+def write_predictions(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    cfg: Config,
+    palette: list[tuple[int, int, int]],
+    files: list[tuple[Path, Path]],
+    out: Path,
+    device: torch.device,
+    classes: list[str] | None = None,
+    report: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Segment each ``(file, output sub-folder)`` of :func:`find_images` and write its
+    pictures under ``out``; one record per file (``written`` or ``skipped`` with why).
+    ``report`` is told a line per file."""
     from .data.io import read_image
-    from .inference import DEFAULT_MS_SCALES
-    from .runtime import check_output, resolve_device
     from .visualize import colorize, label_image, overlay, panel
 
-    overrides, inputs_given = split_overrides(args.inputs)
-    if not inputs_given:
-        raise GcnsegError("no INPUT given: name image files or folders to segment")
-    out = check_output(args.out, "--out", folder=True)
-    files = find_images(inputs_given, skip=out)
-    if not files:
-        raise GcnsegError(f"no image in {', '.join(inputs_given)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    model, cfg, meta = load_model(args.checkpoint)
-    cfg = apply_overrides(
-        cfg,
-        overrides,
-        given(
-            {
-                "eval.scales": list(DEFAULT_MS_SCALES) if args.ms else None,
-                "eval.flip": args.flip or None,
-                "eval.crf": args.crf or None,
-                "eval.tile": args.tile or None,
-            }
-        ),
-    )
-    ev = cfg.eval
-    device = resolve_device(args.device)
-    model.to(device)  # before optimising: "auto" precision is bf16 on CPU only
-    if not args.eager:
-        from .optimize import optimize_for_inference
-
-        model = optimize_for_inference(model)
-    if ev.crf:
+    if cfg.eval.crf:
         from .crf import require_crf
 
         require_crf()
     out.mkdir(parents=True, exist_ok=True)
     inputs = {f.resolve() for f, _ in files}
     written: set[Path] = set()
-    palette = [tuple(c) for c in meta["palette"]]
-    failed = 0
+    records: list[dict[str, Any]] = []
     for f, sub in files:
         try:
             rgb = np.asarray(read_image(f, exif=True))
         except DataError as e:
             print(f"gcnseg: skipped {e}", file=sys.stderr)
-            failed += 1
+            records.append({"input": str(f), "skipped": str(e)})
             continue
         stem, n = f.stem, 1
         while (out / "side" / sub / f"{stem}.png").resolve() in written:  # same name from two places
@@ -161,8 +119,9 @@ def run(args: argparse.Namespace) -> int:
         targets = {kind: out / folder / sub / f"{stem}.png" for kind, folder in KINDS.items()}
         clash = [t for t in targets.values() if t.resolve() in inputs]
         if clash:
-            print(f"gcnseg: skipped {f}: output {clash[0]} would overwrite an input", file=sys.stderr)
-            failed += 1
+            why = f"output {clash[0]} would overwrite an input"
+            print(f"gcnseg: skipped {f}: {why}", file=sys.stderr)
+            records.append({"input": str(f), "skipped": why})
             continue
         written |= {t.resolve() for t in targets.values()}
         pred = segment(model, rgb, cfg, device)
@@ -171,10 +130,22 @@ def run(args: argparse.Namespace) -> int:
         over = overlay(rgb, pred, palette)
         _save(label_image(pred, palette), targets["label"])
         _save_array(over, targets["overlay"])
-        _save(panel([rgb, colorize(pred, palette), over], ["image", "prediction", "overlay"]), targets["side"])
-        print(f"{f} -> {targets['side']}")
-    print(f"{len(files) - failed} of {len(files)} images written to {out}" + (f", {failed} skipped" if failed else ""))
-    return 1 if failed and failed == len(files) else 0
+        side = panel([rgb, colorize(pred, palette), over], ["image", "prediction", "overlay"])
+        _save(side, targets["side"])
+        counts = np.bincount(pred.ravel(), minlength=len(palette))
+        records.append(
+            {
+                "input": str(f),
+                **{kind: str(t) for kind, t in targets.items()},
+                "size": [int(pred.shape[1]), int(pred.shape[0])],
+                "class_share": {
+                    (classes[c] if classes else str(c)): round(float(counts[c]) / pred.size, 6)
+                    for c in np.flatnonzero(counts)
+                },
+            }
+        )
+        report(f"{f} -> {targets['side']}")
+    return records
 
 
 def _save(img, path: Path) -> None:

@@ -2,6 +2,9 @@
 
 - :func:`resolve_device`: ``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` to a device, with
   a one-line error where CUDA is asked for and missing;
+- :func:`cpu_features`, :func:`native_bf16`, :func:`resolve_amp`, :func:`resolve_threads`:
+  what this machine does natively, and the precision and thread count that ``auto``
+  means here (the one place that decides them);
 - :func:`init_distributed`, :func:`rank_world`, :func:`is_main`: PyTorch's own
   process group as started by ``torchrun`` (``nccl`` on GPUs, ``gloo`` on CPUs);
 - :func:`any_process`, :func:`all_reduce_sum_`: the cross-process reductions that keep
@@ -42,6 +45,70 @@ def resolve_device(name: str, key: str = "--device") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise GcnsegError(f"{key}={name}: CUDA is not available on this machine (use cpu or auto)")
     return device
+
+
+# the instruction-set extensions that decide CPU speed, as /proc/cpuinfo names them
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_features() -> dict[str, bool]:
+    """Which of :data:`CPU_FLAGS` this CPU has (all False where /proc/cpuinfo is not there)."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return {f: f in flags for f in CPU_FLAGS}
+
+
+def instruction_set() -> str:
+    """The widest vector instruction set of this CPU in words, as figures are labelled:
+    ``AVX512-BF16``, ``AVX-512``, ``AVX2`` or ``baseline``; with AMX where it has it."""
+    f = cpu_features()
+    name = "AVX512-BF16" if f["avx512_bf16"] else "AVX-512" if f["avx512f"] else "AVX2" if f["avx2"] else "baseline"
+    return name + (" + AMX" if f["amx_bf16"] else "")
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX; oneDNN's own check)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_amp(amp: str | None, device: torch.device) -> str | None:
+    """The autocast precision that ``train.amp`` means on ``device``: ``auto`` is bf16 where
+    the CPU multiplies it natively and float32 (None) where it would be emulated (about 10x
+    slower); on a GPU, bf16 where supported, else fp16. ``fp32`` / None: float32."""
+    if amp in (None, "fp32"):
+        return None
+    if amp != "auto":
+        return amp
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if device.type == "cpu" and native_bf16() else None
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, as taskset or a container set it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_threads(threads: int | str | None) -> int | None:
+    """The intra-op thread count that ``train.threads`` means: ``auto`` is every core this
+    process may use, shared among the processes of this machine under torchrun
+    (``LOCAL_WORLD_SIZE``); a number is itself; None or 0 leaves torch's default."""
+    if threads == "auto":
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+        return max(1, available_cores() // local)
+    return int(threads) if threads else None
 
 
 def init_distributed(device: torch.device) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""``gcnseg score PRED_DIR GT_DIR``: score saved label PNGs against ground truth.
+"""Scoring saved label PNGs against ground truth.
 
 Files are matched by stem (``a/b/x.png`` <-> ``c/x.png``), searching both folders
 recursively, so a Cityscapes-style tree of city folders works. Label PNGs are read as raw
@@ -7,42 +7,24 @@ index values: mode L, P (palette indices, as VOC stores them) and 16-bit grey.
 Strict by design (this is the leaderboard use): every problem -- a file present on one
 side only, a stem found twice, an unreadable or multi-channel image, a size mismatch, a
 label value out of range -- is collected, printed one per line as ``PATH: what`` on
-stderr, and the command exits 1 without printing scores: a score over part of a split
+stderr, and ``gcnseg score`` exits 1 without printing scores: a score over part of a split
 would look valid and be wrong.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .errors import DataError
-from .metrics import SegMetrics, format_metrics
+from .metrics import SegMetrics
 
 LABEL_MODES = ("L", "P", "I;16", "I;16L", "I;16B", "I")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pred_dir", metavar="PRED_DIR", type=Path, help="predicted label PNGs (class ids)")
-    parser.add_argument("gt_dir", metavar="GT_DIR", type=Path, help="ground-truth label PNGs")
-    parser.add_argument("--num-classes", type=int, required=True, help="number of classes C (ids 0..C-1)")
-    parser.add_argument(
-        "--ignore-index", type=int, default=255, help="ground-truth value that is never scored (default 255)"
-    )
-    parser.add_argument(
-        "--boundary-width",
-        type=float,
-        default=7.0,
-        help="boundary band width in pixels for boundary/internal accuracy (paper Table 5: 7)",
-    )
-    parser.add_argument("--no-boundary", action="store_true", help="skip the boundary/internal accuracy")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+MAX_CLASSES = 65536  # a 16-bit label PNG holds no more
 
 
 def _index_pngs(root: Path, problems: list[str]) -> dict[str, Path]:
@@ -77,30 +59,32 @@ def _out_of_range(values: np.ndarray, num_classes: int, ignore: int | None) -> l
     return [int(v) for v in bad if v != ignore]
 
 
-def run(args: argparse.Namespace) -> int:
-    c = args.num_classes
+def score_folders(
+    pred_dir: Path, gt_dir: Path, num_classes: int, ignore_index: int = 255, boundary_width: float | None = 7.0
+) -> tuple[dict[str, Any] | None, int, list[str]]:
+    """``(metrics, images, problems)`` of the label PNGs under ``pred_dir`` against those
+    under ``gt_dir``; ``metrics`` is None when there is any problem (nothing is scored)."""
+    c = num_classes
     if c < 1:
         raise DataError(f"--num-classes must be >= 1, got {c}")
-    if args.boundary_width < 0:
-        raise DataError(f"--boundary-width must be >= 0, got {args.boundary_width:g}")
-    for d, what in ((args.pred_dir, "PRED_DIR"), (args.gt_dir, "GT_DIR")):
+    if c > MAX_CLASSES:
+        raise DataError(f"--num-classes {c}: at most {MAX_CLASSES} (label PNGs hold 16-bit values)")
+    if boundary_width is not None and boundary_width < 0:
+        raise DataError(f"--boundary-width must be >= 0, got {boundary_width:g}")
+    for d, what in ((pred_dir, "PRED_DIR"), (gt_dir, "GT_DIR")):
         if not d.is_dir():
             raise DataError(f"{what} {d} is not a folder")
 
     problems: list[str] = []
-    preds = _index_pngs(args.pred_dir, problems)
-    gts = _index_pngs(args.gt_dir, problems)
+    preds = _index_pngs(pred_dir, problems)
+    gts = _index_pngs(gt_dir, problems)
     if not gts:
-        raise DataError(f"no PNG files under GT_DIR {args.gt_dir}")
-    problems += [
-        f"{gts[s]}: no prediction named {s}.png under {args.pred_dir}" for s in sorted(gts.keys() - preds.keys())
-    ]
-    problems += [
-        f"{preds[s]}: no ground truth named {s}.png under {args.gt_dir}" for s in sorted(preds.keys() - gts.keys())
-    ]
+        raise DataError(f"no PNG files under GT_DIR {gt_dir}")
+    problems += [f"{gts[s]}: no prediction named {s}.png under {pred_dir}" for s in sorted(gts.keys() - preds.keys())]
+    problems += [f"{preds[s]}: no ground truth named {s}.png under {gt_dir}" for s in sorted(preds.keys() - gts.keys())]
 
-    metrics = SegMetrics(c, args.ignore_index, None if args.no_boundary else args.boundary_width)
-    no_class = None if 0 <= args.ignore_index < c else args.ignore_index  # a predicted ignore index: no class
+    metrics = SegMetrics(c, ignore_index, boundary_width)
+    no_class = None if 0 <= ignore_index < c else ignore_index  # a predicted ignore index: no class
     images = 0
     for stem in sorted(gts.keys() & preds.keys()):
         arrays = {}
@@ -118,36 +102,16 @@ def run(args: argparse.Namespace) -> int:
                 f"{gt.shape[1]}x{gt.shape[0]} ({gts[stem]})"
             )
             continue
-        bad_pred = _out_of_range(pred, c, args.ignore_index)
-        bad_gt = _out_of_range(gt, c, args.ignore_index)
+        bad_pred = _out_of_range(pred, c, ignore_index)
+        bad_gt = _out_of_range(gt, c, ignore_index)
         if bad_pred:
             problems.append(f"{preds[stem]}: predicted values out of range [0, {c}): {bad_pred[:10]}")
         if bad_gt:
             problems.append(
-                f"{gts[stem]}: label values out of range [0, {c}) and not --ignore-index {args.ignore_index}: "
-                f"{bad_gt[:10]}"
+                f"{gts[stem]}: label values out of range [0, {c}) and not --ignore-index {ignore_index}: {bad_gt[:10]}"
             )
         if bad_pred or bad_gt or problems:
-            continue  # nothing will be printed; only keep looking for problems
+            continue  # nothing will be scored; only keep looking for problems
         metrics.update(torch.from_numpy(pred), torch.from_numpy(gt), no_class=no_class)
         images += 1
-
-    if problems:
-        n = len(problems)
-        print(f"gcnseg score: {n} problem{'s' if n > 1 else ''}, nothing scored:", file=sys.stderr)
-        for line in problems:
-            print(line, file=sys.stderr)
-        return 1
-
-    result = metrics.compute()
-    if args.json:
-        print(json.dumps({"images": images, "num_classes": c, "ignore_index": args.ignore_index, **result}))
-    else:
-        print(f"{images} images, {result['pixels']} scored pixels, {c} classes (ignore {args.ignore_index})")
-        if result["unassigned_pixels"]:
-            print(
-                f"{result['unassigned_pixels']} scored pixels predicted as {args.ignore_index} (no class): "
-                "counted wrong (those where the ground truth is ignored are not scored)"
-            )
-        print(format_metrics(result))
-    return 0
+    return (None if problems else metrics.compute()), images, problems

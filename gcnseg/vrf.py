@@ -1,4 +1,4 @@
-"""``gcnseg vrf``: the valid receptive field of Figure 3.
+"""The valid receptive field of Figure 3.
 
 The paper (Section 3.1, footnote 1) calls *valid receptive field* (VRF) the
 part of the theoretical receptive field a score actually draws on, measured as
@@ -22,10 +22,7 @@ the 50% / 90% discs as circles.
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,9 +30,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from .cli import add_checkpoint_arguments
 from .errors import GcnsegError
-from .runtime import atomic_write_text, check_output, resolve_device
 
 TARGETS = ("sum", "predicted")
 
@@ -128,63 +123,8 @@ def parse_point(text: str, width: int, height: int) -> tuple[int, int]:
     return x, y
 
 
-def _describe(cfg: Any) -> str:
+def describe(cfg: Any) -> str:
+    """A network's head in words: ``gcn k=15 + BR``, ``1x1 conv``."""
     m = cfg.model
     head = "1x1 conv" if m.head == "conv1x1" else f"{m.head} k={m.k}"
     return f"{head}{' + BR' if m.br else ''}"
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_checkpoint_arguments(p)
-    p.add_argument("--image", required=True, help="an image file")
-    p.add_argument("--point", help="X,Y: the score map location, in image pixels (default: the centre)")
-    p.add_argument("--out", required=True, metavar="FILE.png", help="the picture; the numbers go to FILE.json")
-    p.add_argument(
-        "--compare", metavar="CKPT2", help="a second model drawn beside the first (e.g. 1x1 baseline vs GCN k=15)"
-    )
-    p.add_argument(
-        "--target",
-        choices=TARGETS,
-        default="sum",
-        help="score whose gradient is taken: sum of all class scores (default) or the predicted class",
-    )
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
-
-
-def run(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model
-    from .data.io import read_image
-    from .predict import to_input
-    from .visualize import panel
-
-    rgb = np.asarray(read_image(args.image))
-    h, w = rgb.shape[:2]
-    point = parse_point(args.point, w, h) if args.point else (w // 2, h // 2)
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise GcnsegError(f"--out {out}: expected a .png file name")
-    check_output(out, "--out")
-    device = resolve_device(args.device)
-    pictures, titles, records = [], [], []
-    for ckpt in [args.checkpoint] + ([args.compare] if args.compare else []):
-        model, cfg, _ = load_model(ckpt)
-        x = to_input(rgb, cfg.data.mean, cfg.data.std).to(device)
-        vrf = valid_receptive_field(model.to(device), x, point, args.target)
-        stats = vrf_stats(vrf, point)
-        name = _describe(cfg)
-        pictures.append(draw_vrf(rgb, vrf, point, stats))
-        titles.append(f"{name} (r90 {stats['radius90']:.0f}px)")
-        records.append({"checkpoint": str(ckpt), "model": name, **stats})
-        print(
-            f"{name} ({ckpt}): VRF radius 50% {stats['radius50']:.1f} px, 90% {stats['radius90']:.1f} px; "
-            f"area 50% {100 * stats['area50']:.1f}%, 90% {100 * stats['area90']:.1f}% of the image"
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    panel(pictures, titles).save(out)
-    doc = {"image": str(args.image), "size": [w, h], "point": list(point), "target": args.target, "models": records}
-    atomic_write_text(out.with_suffix(".json"), json.dumps(doc, indent=2))
-    print(f"picture: {out}\nnumbers: {out.with_suffix('.json')}")
-    return 0

@@ -13,11 +13,26 @@ from fakes import once_per_session
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(1)
+# one core per xdist worker: train.threads=auto (every core the process may use) is then 1
+# in the tests and their subprocesses, and two workers never share a core
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _worker.startswith("gw") and hasattr(os, "sched_setaffinity"):
+    _cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {_cores[int(_worker[2:]) % len(_cores)]})
 
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _float32_auto(monkeypatch):
+    """train.amp=auto trains in float32 in the tests, as on a CPU without native bf16 (most
+    users'), so that results do not depend on the machine; tests of bf16 set it back."""
+    import gcnseg.runtime
+
+    monkeypatch.setattr(gcnseg.runtime, "native_bf16", lambda: False)
 
 
 def _train_once(run: Path) -> Path:

@@ -222,6 +222,7 @@ TRAINED_RUN = [
     "train.iterations=25",
     "train.previews=1",
     "train.threads=1",
+    "train.amp=fp32",
 ]
 
 

@@ -10,7 +10,7 @@ import gcnseg.train as train_mod
 import gcnseg.train.loop as loop
 from gcnseg.ablate import head_params, load_table, network_configs, parse_budget, table_path, tables_dir
 from gcnseg.checkpoint import load_model
-from gcnseg.cli import main
+from gcnseg.commands import main
 from gcnseg.errors import GcnsegError
 
 BASE = """

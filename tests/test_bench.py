@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gcnseg.cli import main
+from gcnseg.commands import main
 
 
 def test_bench_smoke_reports_all_rows(tmp_path, capsys):

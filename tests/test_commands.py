@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from gcnseg.checkpoint import load_model
-from gcnseg.cli import main
+from gcnseg.commands import main
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_predicted_labels_score_against_themselves(run_dir, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["predict", "--checkpoint", str(run_dir), str(tmp_path / "in"), "--out", str(out)]) == 0
     capsys.readouterr()
-    assert main(["score", str(out / "labels"), str(out / "labels"), "--num-classes", "3", "--json"]) == 0
+    assert main(["score", str(out / "labels"), str(out / "labels"), "--num-classes", "3", "--json", "-"]) == 0
     assert json.loads(capsys.readouterr().out)["pixel_acc"] == 1.0
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from gcnseg.cli import main
+from gcnseg.commands import main
 from gcnseg.config import ConfigError, apply_overrides, given, load_config, split_overrides
 
 
@@ -41,7 +41,7 @@ def test_enum_fields_accept_their_choices():
 
 
 def test_apply_overrides_then_values_one_checked_config():
-    cfg = load_config(None, ["train.iterations=5", "model.m=8"])
+    cfg = load_config(None, ["train.iterations=5", "model.head=stack", "model.m=8"])
     flags = given({"eval.scales": [0.5, 1.0], "eval.crf": None})  # None: the flag was not given
     assert flags == {"eval.scales": [0.5, 1.0]}
     out = apply_overrides(cfg, ["eval.flip=true", "model.k=[3,5,7,9]"], flags)
@@ -90,7 +90,7 @@ def test_enum_choices_match_what_the_code_builds():
     from gcnseg.train.state import AMP_DTYPES
 
     assert get_args(TorchvisionBackbone) == tuple(ENCODERS) and get_args(Head) == HEAD_KINDS
-    assert set(get_args(Amp)) == set(AMP_DTYPES) - {None}
+    assert set(get_args(Amp)) - {"auto", "fp32"} == set(AMP_DTYPES) - {None}  # auto and fp32: resolved to those
     for upsample in get_args(Upsample):
         GCNSeg(2, "resnet18", k=3, upsample=upsample)
     cfg = load_config(None)
@@ -126,7 +126,7 @@ def test_retired_key_of_an_old_run_folder_still_loads(trained_run_copy, capsys):
     old.write_text(yaml.safe_dump({**saved, "data": {**saved["data"], "options": {"a.b": 1}}}))
     cfg = load_config(old)
     assert not hasattr(cfg.eval, "batch_size") and cfg.data.options == {"a.b": 1}  # dotted keys untouched
-    assert main(["info", "--config", str(old), "--size", "32"]) == 0
+    assert main(["info", "--config", str(old), "--size", "32", "--num-classes", "3"]) == 0
     with pytest.raises(ConfigError, match="unknown key 'batch_size'"):  # never a new setting
         load_config(None, ["eval.batch_size=1"])
 
@@ -182,7 +182,7 @@ def test_predict_takes_overrides_among_its_inputs(trained_run, tmp_path, capsys)
 def test_info_takes_a_config_and_overrides(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model: {backbone: resnet18, head: conv1x1, br: false}\n")
-    assert main(["info", "--config", str(cfg), "--size", "64", "--json"]) == 0
+    assert main(["info", "--config", str(cfg), "--size", "64", "--json", "-"]) == 0
     by_config = json.loads(capsys.readouterr().out)
     assert by_config["model"] == {
         "backbone": "resnet18",
@@ -190,11 +190,10 @@ def test_info_takes_a_config_and_overrides(tmp_path, capsys):
         "k": 15,
         "br": False,
         "upsample": "deconv",
-        "num_classes": 21,
+        "num_classes": 4,  # the config's dataset's (synthetic-shapes' default); 21 without a config
     }
-    assert (
-        main(["info", "model.backbone=resnet18", "model.head=conv1x1", "model.br=false", "--size", "64", "--json"]) == 0
-    )
+    overrides = ["model.backbone=resnet18", "model.head=conv1x1", "model.br=false"]
+    assert main(["info", *overrides, "--size", "64", "--num-classes", "4", "--json", "-"]) == 0
     assert json.loads(capsys.readouterr().out) == by_config
     assert main(["info", "--head", "fcn"]) == 2
     assert "model.head: expected one of gcn, conv1x1, convkxk, stack" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import pytest
 from fakes import make_camvid, make_folder, save
 from PIL import Image
 
-from gcnseg.cli import main
+from gcnseg.commands import main
 
 
 def test_clean_split_exits_0(tmp_path, capsys):
@@ -89,7 +89,7 @@ def test_samples_writes_a_splits_images_and_labels_as_they_are(tmp_path, capsys)
 
 
 def test_sample_names_from_two_places_get_a_suffix():
-    from gcnseg.data.cli import unique
+    from gcnseg.data.samples import unique
 
     taken: set[str] = set()
     assert [unique(s, taken) for s in ["a", "x", "a-3", "a", "a", "a"]] == ["a", "x", "a-3", "a-2", "a-4", "a-5"]

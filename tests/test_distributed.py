@@ -25,6 +25,7 @@ COMMON = [
     "optim.momentum=0.9",
     "train.iterations=3",
     "train.threads=1",
+    "train.amp=fp32",
     "train.previews=0",
     "train.log_every=1",
 ]

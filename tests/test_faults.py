@@ -27,7 +27,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from gcnseg.checkpoint import load_model, resolve_checkpoint
-from gcnseg.cli import main
+from gcnseg.commands import main
 from gcnseg.runtime import file_sha256
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
@@ -60,7 +60,7 @@ def gcnseg(*args: str | Path, timeout: float = 300, **kw) -> subprocess.Complete
 
 
 def inproc(*args: str | Path) -> subprocess.CompletedProcess:
-    """The command run in this process, through the same entry point (``gcnseg.cli.main``),
+    """The command run in this process, through the same entry point (``gcnseg.commands.main``),
     its output captured: for the cases where a process of its own adds nothing but the
     seconds of its imports (signals, locks, file-size limits and pipes keep one)."""
     out, err = io.StringIO(), io.StringIO()
@@ -429,7 +429,7 @@ def test_score_counts_a_predicted_ignore_index_as_wrong_where_it_is_scored(tmp_p
     for folder, arr in (("gt", gt), ("pred", pred)):
         (tmp_path / folder).mkdir()
         Image.fromarray(arr).save(tmp_path / folder / "a.png")
-    proc = inproc("score", tmp_path / "pred", tmp_path / "gt", "--num-classes", "2", "--json")
+    proc = inproc("score", tmp_path / "pred", tmp_path / "gt", "--num-classes", "2", "--json", "-")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     # class 0: 2 of 2 right, predicted twice -> IoU 1; class 1: 1 of 3 right, predicted once -> IoU 1/3

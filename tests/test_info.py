@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from gcnseg.cli import main
+from gcnseg.commands import main
 from gcnseg.info import model_info
 from gcnseg.models import GCNSeg
 
@@ -47,6 +47,7 @@ def test_cli_json(capsys):
                 "--size",
                 "64",
                 "--json",
+                "-",
             ]
         )
         == 0

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from gcnseg.cli import main
+from gcnseg.commands import main
 from gcnseg.config import ConfigError, load_config
 from gcnseg.models import GCNSeg, build_encoder, input_normalisation
 from gcnseg.packaged import PACKAGED, load_packaged, packaged_file

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from fakes import make_folder
 
-from gcnseg.cli import main
+from gcnseg.commands import main
 from gcnseg.config import load_config
 from gcnseg.data.weights import class_weights
 from gcnseg.train import build_optimizer, segmentation_loss

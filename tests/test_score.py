@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gcnseg.cli import main
+from gcnseg.commands import main
 
 
 def _png(path: Path, labels, mode: str = "L") -> Path:
@@ -42,7 +42,7 @@ def test_scores_by_hand_text_and_json(dirs, capsys):
     pred, gt = dirs
     # summed matrix (rows gt): [1 1 0] [0 2 0] [1 0 2]
     # IoU: 1/(2+2-1) = 1/3, 2/(2+3-2) = 2/3, 2/(3+2-2) = 2/3 -> mIoU 5/9; pixel acc 5/7
-    assert main(["score", str(pred), str(gt), "--num-classes", "3", "--json"]) == 0
+    assert main(["score", str(pred), str(gt), "--num-classes", "3", "--json", "-"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["images"] == 2 and out["pixels"] == 7
     assert out["matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 2]]
@@ -61,7 +61,7 @@ def test_scores_by_hand_text_and_json(dirs, capsys):
 
 def test_absent_class_and_no_boundary(dirs, capsys):
     pred, gt = dirs
-    assert main(["score", str(pred), str(gt), "--num-classes", "4", "--json", "--no-boundary"]) == 0
+    assert main(["score", str(pred), str(gt), "--num-classes", "4", "--json", "-", "--no-boundary"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["iou"][3] is None and out["miou"] == pytest.approx(5 / 9)
     assert "boundary_acc" not in out
@@ -71,7 +71,7 @@ def test_sixteen_bit_masks(tmp_path, capsys):
     pred, gt = tmp_path / "p", tmp_path / "g"
     _png(pred / "x.png", [[0, 299, 299, 5]], mode="I;16")
     _png(gt / "x.png", [[0, 299, 65535, 299]], mode="I;16")
-    assert main(["score", str(pred), str(gt), "--num-classes", "300", "--ignore-index", "65535", "--json"]) == 0
+    assert main(["score", str(pred), str(gt), "--num-classes", "300", "--ignore-index", "65535", "--json", "-"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["pixels"] == 3
     assert out["iou"][0] == 1.0 and out["iou"][299] == pytest.approx(1 / 2) and out["iou"][5] == 0.0

@@ -27,7 +27,7 @@ from fakes import street_scene
 from PIL import Image
 
 from gcnseg.checkpoint import read_meta, resolve_checkpoint
-from gcnseg.cli import main
+from gcnseg.commands import main
 from gcnseg.errors import GcnsegError
 from gcnseg.serve.segmenter import (
     Segmentation,
@@ -111,7 +111,7 @@ def test_models_load_once_and_segment_with_the_options(segmenter, trained_run):
     miou = read_meta(resolve_checkpoint(trained_run))["metrics"]["miou"]
     assert (
         loaded.about
-        == f"{trained_run}: resnet18 + GCN (k=7) + BR, 3 classes (synthetic-shapes), val mIoU {100 * miou:.1f}"
+        == f"{trained_run}: resnet18 + GCN (k=7) + BR, 3 classes (synthetic-shapes), val mIoU {100 * miou:.2f}"
     )
     assert describe("x", loaded.cfg, {"num_classes": 3}) == "x: resnet18 + GCN (k=7) + BR, 3 classes (synthetic-shapes)"
     rgb = street_scene(40, 56)
@@ -137,7 +137,7 @@ def test_a_named_model_is_hashed_when_loaded_not_on_every_image(segmenter, monke
 
 def test_describe_names_the_network_and_its_score(segmenter):
     about = segmenter.load(NAME).about
-    assert about == f"{NAME}: timm/tf_efficientnet_lite0 + GCN (k=15/15/11/7) + BR, 11 classes (camvid), val mIoU 65.8"
+    assert about == f"{NAME}: timm/tf_efficientnet_lite0 + GCN (k=15/15/11/7) + BR, 11 classes (camvid), val mIoU 65.76"
 
 
 def test_a_folder_lists_its_images_recursively_and_refuses_nonsense(tmp_path):
@@ -192,7 +192,7 @@ def test_one_image_at_a_time_whatever_the_threads(segmenter, trained_run):
 
 
 def test_stopping_waits_for_the_image_being_segmented(segmenter, capsys):
-    from gcnseg.serve.cli import _close
+    from gcnseg.serve.server import _close
 
     class Page:
         closed = False
@@ -213,7 +213,7 @@ def test_stopping_waits_for_the_image_being_segmented(segmenter, capsys):
 
 
 def test_a_second_ctrl_c_while_stopping_stops_at_once(segmenter):
-    from gcnseg.serve.cli import _AtOnce, _close
+    from gcnseg.serve.server import _AtOnce, _close
 
     class Page:
         def close(self):
@@ -382,7 +382,7 @@ def test_the_page_in_a_real_browser(page_url, segmenter, trained_run, tmp_path):
 GUARDED = (
     "import atexit, json, sys; sys.path.insert(0, sys.argv[1]); import browser; outside = browser.guard_process(); "
     "report = sys.argv[2]; atexit.register(lambda: open(report, 'w').write(json.dumps(outside))); "
-    "from gcnseg.cli import main; sys.exit(main(sys.argv[3:]))"
+    "from gcnseg.commands import main; sys.exit(main(sys.argv[3:]))"
 )
 
 

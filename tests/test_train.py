@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 import gcnseg.train.loop as loop
 import gcnseg.train.state as state_mod
 from gcnseg.checkpoint import load_model, resolve_checkpoint
-from gcnseg.cli import main
+from gcnseg.commands import main
 from gcnseg.config import load_config
 from gcnseg.train import TrainingError, train
 
@@ -128,7 +128,7 @@ def test_bad_config_is_one_line_naming_the_file(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(bad) in err and "unknown key 'kernel'" in err
     assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
-    assert "missing.yaml: config file not found" in capsys.readouterr().err
+    assert "missing.yaml: no such config file" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
     assert "--resume takes the folder of an earlier run" in capsys.readouterr().err
 

@@ -9,7 +9,7 @@ from PIL import Image
 from torch import nn
 
 from gcnseg.checkpoint import save_checkpoint
-from gcnseg.cli import main
+from gcnseg.commands import main
 from gcnseg.config import load_config
 from gcnseg.models import GCNSeg
 from gcnseg.models.gcn import GlobalConv

@@ -17,7 +17,7 @@ from fakes import make_camvid, street_scene
 import gcnseg
 import gcnseg.zoo as zoo
 from gcnseg.checkpoint import CheckpointError, resolve_checkpoint
-from gcnseg.cli import main
+from gcnseg.commands import main
 from gcnseg.errors import GcnsegError
 from gcnseg.runtime import file_sha256
 
@@ -87,7 +87,7 @@ def test_eval_and_export_take_a_named_model(tmp_path, capsys, monkeypatch):
 
 
 def test_models_lists_the_zoo(capsys):
-    assert main(["models", "--json"]) == 0
+    assert main(["models", "--json", "-"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == list(zoo.ZOO) and rows[0]["val_miou"] > 0.6
 
@@ -110,6 +110,6 @@ def test_pack_makes_a_named_model_from_a_run(trained_run, tmp_path, monkeypatch,
     meta = json.loads((tmp_path / "tiny" / "model.json").read_text())
     assert meta["sha256"]["model.safetensors"] == file_sha256(tmp_path / "tiny" / "model.safetensors")
     assert meta["trained_with"] == "gcnseg train ..." and 0.99 < meta["fp16_pixel_agreement"] <= 1
-    monkeypatch.setitem(zoo.ZOO, "tiny", zoo.NamedModel("tiny", "a test", meta["sha256"]["model.safetensors"]))
+    monkeypatch.setitem(zoo.ZOO, "tiny", zoo.NamedModel("tiny", "a test", meta["sha256"]["model.safetensors"], 90.0))
     model = gcnseg.from_pretrained("tiny")
     assert next(model.parameters()).dtype == torch.float32  # float16 on disk, float32 in use

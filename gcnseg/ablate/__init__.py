@@ -1,4 +1,4 @@
-"""``gcnseg ablate``: the ablation tables of Section 4.1 (Tables 1-5), trained and
+"""The ablation tables of Section 4.1 (Tables 1-5), trained and
 measured under one budget and one seed, beside the paper's numbers.
 
 - :mod:`.tables`: the table files (their format; the order a network's config is built in);
@@ -6,7 +6,7 @@ measured under one budget and one seed, beside the paper's numbers.
 - :mod:`.runner`: budgets, the networks' configs, training with resume and skip.
 - :mod:`.report`: the rows, ``tableN.md`` / ``tableN.json``, head parameters
   (the chart: :func:`gcnseg.plots.plot_table`).
-- :mod:`.cli`: the ``gcnseg ablate`` command.
+- the command, ``gcnseg ablate``, is :mod:`gcnseg.commands.ablate`.
 """
 
 from .report import format_markdown, head_params, network_row, write_report

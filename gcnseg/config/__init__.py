@@ -10,10 +10,13 @@ into each run folder.
 from .loading import (
     apply_overrides,
     config_from_dict,
+    config_path,
     flatten,
     given,
     is_override,
     load_config,
+    recipe_summary,
+    recipes,
     split_overrides,
     with_input_normalisation,
 )
@@ -53,10 +56,13 @@ __all__ = [
     "Upsample",
     "apply_overrides",
     "config_from_dict",
+    "config_path",
     "flatten",
     "given",
     "is_override",
     "load_config",
+    "recipe_summary",
+    "recipes",
     "split_overrides",
     "with_input_normalisation",
 ]

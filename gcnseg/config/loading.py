@@ -5,6 +5,7 @@ is one line naming the source and the key), ``section.key=value`` overrides."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import types
 import typing
@@ -117,6 +118,81 @@ def _build(cls: Any, data: dict[str, Any], where: str, checks: bool = True) -> A
     return cls(**kwargs)
 
 
+# the recipes that ship in the package: gcnseg/configs/NAME.yaml, loaded by NAME
+RECIPES = Path(__file__).resolve().parents[1] / "configs"
+
+
+def recipes() -> dict[str, Path]:
+    """``name -> file`` of every recipe that ships with gcnseg (``ablations/NAME`` for those
+    in ``configs/ablations/``)."""
+    return {p.relative_to(RECIPES).with_suffix("").as_posix(): p for p in sorted(RECIPES.rglob("*.yaml"))}
+
+
+def recipe_summary(path: Path) -> str:
+    """A recipe's first comment line: what it is, in one line."""
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+        if line.strip():
+            break
+    return ""
+
+
+def config_path(name_or_path: str | os.PathLike[str]) -> Path:
+    """The YAML file that ``--config`` names: a file, or else a recipe's name."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    known = recipes()
+    name = str(name_or_path).removesuffix(".yaml")
+    if name in known and not path.exists():
+        return known[name]
+    if path.exists():
+        raise ConfigError(f"{path}: is not a file (--config takes a YAML file or a recipe's name)")
+    raise ConfigError(
+        f"{path}: no such config file, nor a recipe of gcnseg (recipes: {', '.join(known)}; gcnseg configs lists them)"
+    )
+
+
+def _absolute(path: str) -> str:
+    """A dataset root as an absolute path (``~`` expanded), read against the current folder
+    when the config is loaded, as typed: the run stores where the data was, not how it was
+    reached."""
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _resolve_roots(cfg: Config) -> None:
+    """``data.root`` and each ``data.options.<name>.root`` made absolute, in place."""
+    d = cfg.data
+    if d.root is not None:
+        d.root = _absolute(d.root)
+    for name, opts in d.options.items():
+        if isinstance(opts, dict) and isinstance(opts.get("root"), str):
+            d.options[name] = {**opts, "root": _absolute(opts["root"])}
+
+
+# (key, when an override of it changes nothing in that config, why): checked for overrides
+_NO_EFFECT: list[tuple[str, Any, str]] = [
+    (
+        "train.iterations",
+        lambda c: c.train.epochs is not None,
+        "train.epochs={c.train.epochs} sets the length; add train.epochs=null",
+    ),
+    ("optim.momentum", lambda c: c.optim.name != "sgd", "optim.name={c.optim.name} takes no momentum"),
+    ("optim.power", lambda c: c.optim.schedule != "poly", "optim.schedule={c.optim.schedule} has no power"),
+    ("model.m", lambda c: c.model.head != "stack", "model.m is the width of model.head=stack, not {c.model.head}"),
+    ("eval.tile_overlap", lambda c: c.eval.tile is None, "there are no tiles (eval.tile=null)"),
+    ("train.ohem_min_kept", lambda c: c.train.ohem_thresh is None, "OHEM is off (train.ohem_thresh=null)"),
+]
+
+
+def _check_effective(cfg: Config, changed: set[str], source: str) -> None:
+    """An override that would change nothing is an error that says why, never dropped silently."""
+    for key, idle, why in _NO_EFFECT:
+        if key in changed and idle(cfg):
+            raise ConfigError(f"{source}: {key} changes nothing here: {why.format(c=cfg)}")
+
+
 def config_from_dict(data: dict[str, Any], source: str = "config", saved: bool = False) -> Config:
     """Build a checked :class:`Config` from plain data; errors name ``source`` and the key.
 
@@ -129,6 +205,7 @@ def config_from_dict(data: dict[str, Any], source: str = "config", saved: bool =
         cfg: Config = _build(Config, data or {}, "", checks=not saved)
         if not saved:
             check_config(cfg)
+            _resolve_roots(cfg)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     return cfg
@@ -264,19 +341,21 @@ def apply_overrides(
         return cfg
     changes = _merge(extra, _unflatten(dict(values or {})))
     before = cfg.to_dict()
-    return config_from_dict(_follow_the_backbone(before, _merge(before, changes), changes), source)
+    out = config_from_dict(_follow_the_backbone(before, _merge(before, changes), changes), source)
+    _check_effective(out, set(flatten(changes)), source)
+    return out
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (optional) and apply ``key=value`` overrides. A file's
-    :data:`RETIRED_KEYS` (a run folder's ``config.yaml`` written before) are dropped."""
+    """Read a YAML config (optional; a file, or the name of a recipe that ships with gcnseg)
+    and apply ``key=value`` overrides. A file's :data:`RETIRED_KEYS` (a run folder's
+    ``config.yaml`` written before) are dropped. A relative ``data.root`` is read against
+    the current folder and kept absolute."""
     data: dict[str, Any] = {}
     source = "config"
     if path is not None:
-        path = Path(path)
+        path = config_path(path)
         source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
@@ -284,8 +363,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         data = _drop_retired(data)
+    changed: set[str] = set()
     if overrides:
         changes = _parse_overrides(overrides)
+        changed = set(flatten(changes))
         data = _follow_the_backbone(data, _merge(data, changes), changes)
         source = f"{source} + overrides" if path is not None else "overrides"
-    return config_from_dict(data, source)
+    cfg = config_from_dict(data, source)
+    _check_effective(cfg, changed, source)
+    return cfg

@@ -74,7 +74,8 @@ Head = Literal["gcn", "conv1x1", "convkxk", "stack"]
 Upsample = Literal["deconv", "bilinear"]
 OptimName = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["poly", "constant"]
-Amp = Literal["bf16", "fp16"]
+Amp = Literal["auto", "bf16", "fp16", "fp32"]
+Auto = Literal["auto"]
 
 # keys that run folders written by earlier versions may hold; dropped when they are read
 RETIRED_KEYS = {"eval.batch_size"}
@@ -116,6 +117,10 @@ class DataConfig:
     mean: list[float] | None = None
     std: list[PositiveFloat] | None = None
     ignore_index: int = 255
+    # the label values a dataset reads, mapped before anything else sees them (check, train,
+    # eval, score): void values are ignored, label_map sends a value to a class id (or 255)
+    void: list[Annotated[int, at_least(0), below(65536)]] = field(default_factory=list)
+    label_map: dict[int, int] = field(default_factory=dict)
     workers: Count = 0
     # Options passed to the dataset constructor (e.g. synthetic-shapes size).
     options: dict[str, Any] = field(default_factory=dict)
@@ -148,7 +153,9 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: Amp | None = None  # bf16 (CUDA or CPU) | fp16 (CUDA)
+    # autocast: auto (bf16 where the CPU multiplies it natively, float32 where it would be
+    # emulated; the GPU's choice on CUDA), bf16 (CUDA or CPU), fp16 (CUDA), fp32 or null
+    amp: Amp | None = "auto"
     channels_last: bool = False
     sync_bn: bool = False
     freeze_bn: bool = False  # BatchNorm in eval mode (the paper trains with batch size 1)
@@ -161,7 +168,9 @@ class TrainConfig:
     ohem_thresh: Annotated[float, at_least(0, strict=True), below(1, inclusive=True)] | None = None
     ohem_min_kept: Count = 100_000
     init_from: str | None = None  # checkpoint of a previous stage
-    threads: Count | None = None  # torch intra-op threads on CPU
+    # torch intra-op threads on CPU: auto (every core this process may use, shared among
+    # the processes of a machine under torchrun), a number, or null (torch's default)
+    threads: Annotated[int, at_least(0), below(1024, inclusive=True)] | Auto | None = "auto"
     previews: Count = 8  # validation images drawn as pictures at the end of training
     max_minutes: PositiveFloat | None = None  # stop cleanly (validate, save) after this much training time
 
@@ -230,6 +239,13 @@ def check_config(cfg: Config) -> None:
     ):
         if not _sizes(size):
             problems.append(f"{key}: expected one size or [height, width], got {size}")
+    for value, cls in d.label_map.items():
+        if not (isinstance(value, int) and isinstance(cls, int) and 0 <= value < 65536 and 0 <= cls <= 255):
+            problems.append(
+                f"data.label_map: expected {{VALUE: CLASS}} with 0 <= VALUE < 65536 and CLASS a class id or 255, "
+                f"got {value!r}: {cls!r}"
+            )
+            break
     if t.class_weights is not None and not any(t.class_weights):
         problems.append("train.class_weights: all zero (no pixel would count)")
     if not cfg.eval.scales:

@@ -10,7 +10,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .io import IGNORE_INDEX, check_mask, read_image, read_mask
+from .io import IGNORE_INDEX, apply_lut, check_mask, read_image, read_mask
 
 
 def color_map(n: int) -> list[tuple[int, int, int]]:
@@ -26,6 +26,21 @@ def color_map(n: int) -> list[tuple[int, int, int]]:
             c >>= 3
         colors.append((r, g, b))
     return colors
+
+
+# matplotlib's tab20 (Vega's category20), the darker of each pair first: distinct colours, none black
+TAB20 = [
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
+    (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
+]  # fmt: skip
+
+
+def distinct_palette(n: int) -> list[tuple[int, int, int]]:
+    """``n`` colours for classes of one's own, none black (black reads as "nothing"):
+    tab20's twenty, then the VOC colour map without its black."""
+    return (TAB20 + color_map(max(0, n - len(TAB20)) + 1)[1:])[:n]
 
 
 class SegmentationDataset(Dataset):
@@ -74,6 +89,7 @@ class FileSegmentation(SegmentationDataset):
 
     def __init__(self, samples: Sequence[tuple[Path, Path | None]]) -> None:
         self.samples = list(samples)
+        self.label_lut: np.ndarray | None = None  # data.void / data.label_map (gcnseg.data.io.label_lut)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -95,6 +111,6 @@ class FileSegmentation(SegmentationDataset):
         image = read_image(image_path)
         if mask_path is None:
             raise DataError(self.missing_mask(index))
-        mask = self.read_label(mask_path)
+        mask = apply_lut(self.read_label(mask_path), self.label_lut)
         check_mask(mask, image.size, self.num_classes, mask_path, image_path, self.ignore_index)
         return image, mask

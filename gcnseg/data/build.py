@@ -31,11 +31,12 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from ..config import DataConfig
 from ..errors import DataError
-from .base import SegmentationDataset
+from .base import FileSegmentation, SegmentationDataset
 from .camvid import CamVid
 from .cityscapes import Cityscapes
 from .coco import COCOVOC
 from .folder import Folder
+from .io import label_lut
 from .synthetic import SyntheticShapes
 from .transforms import build_transforms
 from .voc import VOC, VOCAug
@@ -143,9 +144,14 @@ def open_dataset(cfg: DataConfig, split: str) -> SegmentationDataset:
             except TypeError as e:
                 raise DataError(f"{name}: bad data.options {sorted(opts)} ({e})") from None
             try:
-                parts.append(DATASETS[name](root, s, **opts))
+                part = DATASETS[name](root, s, **opts)
             except (TypeError, ValueError) as e:  # an option of the right name but a wrong value
                 raise DataError(f"{name}: bad data.options {opts} ({e})") from None
+            if cfg.void or cfg.label_map:
+                if not isinstance(part, FileSegmentation):
+                    raise DataError(f"{name}: data.void and data.label_map map the labels of files; {name} reads none")
+                part.label_lut = label_lut(cfg.void, cfg.label_map)
+            parts.append(part)
     if not parts:
         raise DataError(f"{cfg.dataset}: no part has the split {split!r} (see data.options.<name>.splits)")
     return parts[0] if len(parts) == 1 else ConcatSegmentation(parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +44,17 @@ class CheckReport:
     @property
     def kinds(self) -> Counter:
         return Counter(problem_kind(e) for e in self.errors)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain data (``gcnseg data check --json``)."""
+        return {
+            "total": self.total,
+            "bad": self.bad,
+            "kinds": dict(self.kinds),
+            "errors": list(self.errors),
+            "pixels": None if self.pixels is None else [int(n) for n in self.pixels],
+            "ignored": self.ignored,
+        }
 
 
 def check_dataset(ds: SegmentationDataset) -> CheckReport:

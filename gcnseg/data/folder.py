@@ -3,26 +3,71 @@
 Layout::
 
     ROOT/images/<stem>.<jpg|png|...>     ROOT/masks/<stem>.png   (class ids, 8/16-bit or palette)
-    ROOT/classes.txt                     one class name per line (or the ``classes`` option)
+    ROOT/classes.txt                     one class per line: its name, optionally its colour
+                                         (``road 128 64 128`` or ``road #804080``)
     ROOT/<split>.txt                     optional: the stems of a split
 
 A split is ``ROOT/<split>.txt`` if present, else ``ROOT/<split>/images`` +
 ``ROOT/<split>/masks`` if present; the split ``all`` is every image of
-``ROOT/images``. Masks are matched by stem; 255 is ignored.
+``ROOT/images``; without split files, the option ``val_fraction`` (e.g. 0.1) makes
+``train`` and ``val`` from ``ROOT/images`` by a hash of each stem (the same split on
+every machine, and an image keeps its side when others are added). Masks are matched by stem; 255 is ignored, and other values are
+mapped with ``data.void`` / ``data.label_map`` (e.g. ``data.void=[11]``). Without
+colours in ``classes.txt``, the classes get :func:`~gcnseg.data.base.distinct_palette`
+(no class is black).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import DataError
-from .base import FileSegmentation, color_map
+from .base import FileSegmentation, distinct_palette
 from .io import require_dir
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 MASK_EXTS = (".png", ".tif", ".tiff", ".bmp", ".pgm")
 FOLDER_HINT = "ROOT/images/, ROOT/masks/ with matching stems, and ROOT/classes.txt"
+
+
+def read_classes(path: Path) -> tuple[list[str], list[tuple[int, int, int]] | None]:
+    """Class names and, where every line gives one, colours from a ``classes.txt``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text; expected one class name per line") from None
+    names, colours = [], []
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        colour = _colour(parts[1:])
+        if parts[1:] and colour is None:
+            raise DataError(f"{path}:{n}: expected 'NAME', 'NAME R G B' or 'NAME #RRGGBB', got {line.strip()!r}")
+        names.append(parts[0])
+        colours.append(colour)
+    if any(c is not None for c in colours) and not all(c is not None for c in colours):
+        raise DataError(f"{path}: give a colour on every line or on none")
+    return names, (None if colours and colours[0] is None else [c for c in colours if c is not None])
+
+
+def _colour(words: list[str]) -> tuple[int, int, int] | None:
+    """``["#804080"]`` or ``["128", "64", "128"]`` as an RGB triple; None if not a colour."""
+    try:
+        if len(words) == 1 and words[0].startswith("#") and len(words[0]) == 7:
+            return int(words[0][1:3], 16), int(words[0][3:5], 16), int(words[0][5:7], 16)
+        if len(words) == 3 and all(0 <= int(w) <= 255 for w in words):
+            return int(words[0]), int(words[1]), int(words[2])
+    except ValueError:
+        pass
+    return None
+
+
+def _share(stem: str) -> float:
+    """Where a stem falls in [0, 1): a hash, the same on every machine and Python."""
+    return int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) / 16**8
 
 
 def _by_stem(folder: Path, exts: Sequence[str]) -> dict[str, Path]:
@@ -36,7 +81,8 @@ class Folder(FileSegmentation):
         root: the dataset folder.
         split: a split name (see module docstring).
         classes: class names; default ``ROOT/classes.txt``.
-        palette: one RGB triple per class; default the VOC colour map.
+        palette: one RGB triple per class; default the colours of ``classes.txt``, else
+            :func:`~gcnseg.data.base.distinct_palette`.
     """
 
     def __init__(
@@ -45,6 +91,7 @@ class Folder(FileSegmentation):
         split: str = "all",
         classes: Sequence[str] | None = None,
         palette: Sequence[Sequence[int]] | None = None,
+        val_fraction: float | None = None,
     ) -> None:
         if root is None:
             raise DataError(f"folder: no root given; expected {FOLDER_HINT}")
@@ -53,22 +100,35 @@ class Folder(FileSegmentation):
             names = root / "classes.txt"
             if not names.is_file():
                 raise DataError(f"{names}: not found; expected one class name per line (or data.options.classes)")
-            classes = [line.strip() for line in names.read_text().splitlines() if line.strip()]
+            classes, listed = read_classes(names)
+            palette = palette if palette is not None else listed
         if not 1 <= len(classes) <= 255:
             raise DataError(f"{root}: need 1 to 255 classes, got {len(classes)}")
         self.classes = list(classes)
         if palette is not None and len(palette) != len(self.classes):
             raise DataError(f"folder: palette has {len(palette)} colours for {len(self.classes)} classes")
-        self.palette = [(int(c[0]), int(c[1]), int(c[2])) for c in palette] if palette is not None else color_map(len(classes))
+        self.palette = [(int(c[0]), int(c[1]), int(c[2])) for c in palette] if palette is not None else distinct_palette(len(classes))
 
         base = root
         stems: list[str] | None = None
         if (root / f"{split}.txt").is_file():
-            stems = [s.strip() for s in (root / f"{split}.txt").read_text().splitlines() if s.strip()]
+            listing = root / f"{split}.txt"
+            try:
+                stems = [s.strip() for s in listing.read_text(encoding="utf-8").splitlines() if s.strip()]
+            except UnicodeDecodeError:
+                raise DataError(f"{listing}: not UTF-8 text; expected one file stem per line") from None
         elif (root / split / "images").is_dir():
             base = root / split
+        elif val_fraction is not None and split in ("train", "val"):
+            if not 0 < val_fraction < 1:
+                raise DataError(f"folder: val_fraction must lie between 0 and 1, got {val_fraction}")
+            everything = _by_stem(require_dir(root / "images", "an images/ folder", FOLDER_HINT), IMAGE_EXTS)
+            stems = [s for s in everything if (_share(s) < val_fraction) == (split == "val")]
         elif split != "all":
-            raise DataError(f"{root}: split {split!r} not found; expected {split}.txt or {split}/images/ (or use split 'all')")
+            raise DataError(
+                f"{root}: split {split!r} not found; expected {split}.txt or {split}/images/ "
+                "(or the split 'all', or data.options.val_fraction=0.1 for train and val)"
+            )
         image_dir = require_dir(base / "images", "an images/ folder", FOLDER_HINT)
         self.mask_dir = require_dir(base / "masks", "a masks/ folder", FOLDER_HINT)
         images, masks = _by_stem(image_dir, IMAGE_EXTS), _by_stem(self.mask_dir, MASK_EXTS)

@@ -7,6 +7,7 @@ Masks come back as ``int64`` class ids: palette PNGs give their indices (VOC),
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,29 @@ def check_mask(
         values = np.unique(mask[bad])
         shown = ", ".join(str(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
         raise DataError(
-            f"{mask_path}: label values {shown} outside [0, {num_classes}) and not the ignore index {ignore_index}"
+            f"{mask_path}: label values {shown} outside [0, {num_classes}) and not the ignore index {ignore_index} "
+            f"(data.void=[V] ignores a value, data.label_map={{V: CLASS}} maps one)"
         )
     return mask
+
+
+def label_lut(void: Sequence[int] = (), label_map: Mapping[int, int] | None = None) -> np.ndarray | None:
+    """A look-up table over 16-bit label values: ``void`` values become the ignore index and
+    ``label_map`` sends a value to a class id (or to the ignore index, 255); None when both
+    are empty. The same table serves check, train, eval and score."""
+    if not void and not label_map:
+        return None
+    lut = np.arange(1 << 16, dtype=np.int64)
+    for v in void:
+        lut[v] = IGNORE_INDEX
+    for v, c in (label_map or {}).items():
+        lut[v] = c
+    return lut
+
+
+def apply_lut(mask: np.ndarray, lut: np.ndarray | None) -> np.ndarray:
+    """``mask`` with :func:`label_lut`'s table applied (values beyond 16 bits left as they are)."""
+    if lut is None:
+        return mask
+    inside = (mask >= 0) & (mask < len(lut))
+    return np.where(inside, lut[np.clip(mask, 0, len(lut) - 1)], mask)

@@ -62,8 +62,10 @@ def describe(choice: str, cfg: Config, meta: dict) -> str:
     m = cfg.model
     k = m.k if isinstance(m.k, int) else "/".join(str(x) for x in m.k)
     parts = f"{m.backbone} + {m.head.upper() if m.head == 'gcn' else m.head} (k={k})" + (" + BR" if m.br else "")
-    miou = (meta.get("metrics") or {}).get("miou")
-    score = f", val mIoU {100 * miou:.1f}" if isinstance(miou, (int, float)) else ""
+    from ..zoo import ZOO
+
+    miou = ZOO[choice].val_miou / 100 if choice in ZOO else (meta.get("metrics") or {}).get("miou")
+    score = f", val mIoU {100 * miou:.2f}" if isinstance(miou, (int, float)) else ""
     return f"{choice}: {parts}, {meta['num_classes']} classes ({cfg.data.dataset}){score}"
 
 
@@ -72,13 +74,21 @@ class Segmenter:
     checkpoint moves), and the work on one image: one at a time, whatever the number of
     threads that ask (a multi-scale run on a large image takes gigabytes)."""
 
-    def __init__(self, choices: Sequence[str], device: str = "auto", eager: bool = False, max_side: int = 2048):
+    def __init__(
+        self,
+        choices: Sequence[str],
+        device: str = "auto",
+        eager: bool = False,
+        max_side: int = 2048,
+        overrides: Sequence[str] = (),
+    ):
         if not choices:
             raise GcnsegError("no model to serve: name one with --model NAME or --checkpoint RUN")
         self.choices = list(dict.fromkeys(choices))
         self.device = device
         self.eager = eager
         self.max_side = max_side
+        self.overrides = list(overrides)  # KEY=VALUE, applied to every model's config
         self._loaded: OrderedDict[str, Loaded] = OrderedDict()
         self._lock = threading.Lock()  # the models kept
         self.busy = threading.Lock()  # held while an image is segmented
@@ -108,10 +118,12 @@ class Segmenter:
 
     def _load(self, choice: str) -> Loaded:
         from ..checkpoint import load_model
+        from ..config import apply_overrides
         from ..data.base import color_map
         from ..runtime import resolve_device
 
         model, cfg, meta = load_model(choice)
+        cfg = apply_overrides(cfg, self.overrides)
         device = resolve_device(self.device)
         model.to(device)  # before optimising: "auto" precision is bf16 on CPU only
         if not self.eager:

@@ -1,4 +1,4 @@
-"""``gcnseg train``: the paper's training recipe (Section 4).
+"""Training: the paper's training recipe (Section 4).
 
 SGD (momentum 0.99, weight decay 5e-4 in the paper configs) or Adam, a poly schedule,
 cross-entropy with the ignore index; validation (mIoU) every N steps with the best
@@ -9,7 +9,8 @@ and DistributedDataParallel.
 - :mod:`.loop`: the steps, validation and checkpoints;
 - :mod:`.sampling`: the deterministic order of samples and augmentations;
 - :mod:`.loss`, :mod:`.optim`: the loss, the optimiser and its schedule;
-- :mod:`.log`: ``metrics.jsonl``, TensorBoard and the summary; :mod:`.cli`: the command.
+- :mod:`.log`: ``metrics.jsonl``, TensorBoard and the summary (``gcnseg train`` is
+  :mod:`gcnseg.commands.train`).
 """
 
 from .log import RunLog, format_summary

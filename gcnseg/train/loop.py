@@ -29,7 +29,6 @@ from ..checkpoint import last_good, resolve_checkpoint, save_checkpoint
 from ..config import Config
 from ..errors import DataError, GcnsegError, Stopped
 from ..evaluate import evaluate, write_previews
-from ..models import IMAGENET_MEAN, IMAGENET_STD
 from ..runtime import any_process, atomic_write_text
 from .log import pct
 from .loss import segmentation_loss
@@ -56,6 +55,7 @@ def save(run: Run, metrics: dict[str, Any] | None, is_best: bool) -> None:
         "step": s.step,
         "epoch": s.step / run.steps_per_epoch,
         "metrics": metrics or {},
+        "runtime": run.resolved,
     }
     train_state = {
         "optimizer": run.optimizer.state_dict(),
@@ -89,8 +89,8 @@ def validate(run: Run) -> dict[str, Any]:
         cfg.data.ignore_index,
         show_progress=False,
         amp_dtype=run.amp_dtype,
-        mean=run.cfg.data.mean or IMAGENET_MEAN,
-        std=run.cfg.data.std or IMAGENET_STD,
+        mean=run.cfg.data.mean,
+        std=run.cfg.data.std,
     )
     s = run.state
     run.log.write({"step": s.step, "split": "val", **{k: v for k, v in result.items() if isinstance(v, (int, float))}})
@@ -217,6 +217,7 @@ def _finish(run: Run, final: dict[str, Any]) -> dict[str, Any]:
         "train_seconds": round(s.seconds(), 1),
         "final": {k: v for k, v in final.items() if k != "matrix"},
         "best": s.best,
+        "runtime": run.resolved,
         "run_dir": str(run.run_dir),
         "last": str(resolve_checkpoint(run.run_dir, "last")) if main else None,
         "best_checkpoint": str(resolve_checkpoint(run.run_dir, "best")) if main else None,
@@ -243,6 +244,8 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
 
     run = setup(cfg, resume)
     s = run.state
+    if run.is_main:
+        print(describe_runtime(run.resolved), flush=True)
     bar = tqdm(
         total=run.total,
         initial=s.step,
@@ -280,6 +283,14 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
     finally:
         if run.lock is not None:  # after the run's last write
             run.lock.close()
+
+
+def describe_runtime(r: dict[str, Any]) -> str:
+    """One line: where the run trains and what its ``auto`` settings became."""
+    where = f"{r['device']} ({r['cpu']})" if r["device"] == "cpu" else r["device"]
+    asked = f"train.amp={r['amp_asked']} -> {r['amp']}" if r["amp_asked"] != r["amp"] else f"train.amp={r['amp']}"
+    procs = f", {r['processes']} processes" if r["processes"] > 1 else ""
+    return f"training on {where}: {asked}, {r['threads']} threads{procs}, torch {r['torch']}"
 
 
 def _own_line(e: Exception) -> str:

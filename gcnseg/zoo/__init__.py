@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import GcnsegError
-from ..runtime import file_sha256
 
 HERE = Path(__file__).resolve().parent
 
@@ -25,6 +24,7 @@ class NamedModel:
     name: str
     summary: str
     sha256: str  # of model.safetensors
+    val_miou: float  # the headline: what ``gcnseg eval --model NAME --root DIR`` gives on val, in %
 
     @property
     def folder(self) -> Path:
@@ -38,6 +38,7 @@ ZOO: dict[str, NamedModel] = {
             "camvid-gcn-lite0",
             "CamVid (11 classes, 360x480): GCN + BR on ImageNet EfficientNet-Lite0, fine-tuned on the train split",
             "642f4cebc055c198895597891fcbcbf9c972f90245852a5921ff66bf3fbd2458",
+            65.76,
         ),
     ]
 }
@@ -47,6 +48,8 @@ def named_checkpoint(name: str) -> Path:
     """The checkpoint folder of the named model ``name``, its weights' digest checked."""
     if name not in ZOO:
         raise GcnsegError(f"{name}: no such named model (known: {', '.join(ZOO)}; gcnseg models lists them)")
+    from ..runtime import file_sha256
+
     m = ZOO[name]
     weights = m.folder / "model.safetensors"
     if not weights.is_file():

@@ -1,27 +1,31 @@
-"""``gcnseg train --config FILE [KEY=VALUE ...]`` and ``gcnseg train --resume RUN_DIR``."""
+"""``gcnseg train --config NAME|FILE [KEY=VALUE ...]`` and ``gcnseg train --resume RUN_DIR``."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..checkpoint import CheckpointError, last_good
-from ..config import apply_overrides, load_config
-from ..errors import GcnsegError
-from ..runtime import check_output, is_main
-from .log import format_summary
-from .loop import train
+from .args import add_config, add_overrides, add_progress
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML config file (see configs/)")
+    add_config(p, "the recipe to train")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.iterations=100")
+    add_progress(p)
+    add_overrides(p, "train.iterations=100")
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..checkpoint import CheckpointError, last_good
+    from ..config import apply_overrides, load_config
+    from ..errors import GcnsegError
+    from ..runtime import check_output, is_main
+    from ..train import format_summary, train
+
     if args.resume:
+        if args.config:
+            raise GcnsegError("--resume takes the run's own config.yaml; give KEY=VALUE overrides, not --config")
         run_dir = Path(args.resume)
         saved = run_dir / "config.yaml"
         if not saved.is_file():
@@ -31,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         if not args.config and not args.overrides:
-            raise GcnsegError("give --config FILE (see configs/) or KEY=VALUE overrides")
+            raise GcnsegError("give --config NAME|FILE (gcnseg configs lists the recipes) or KEY=VALUE overrides")
         cfg = load_config(args.config, args.overrides)
         check_output(cfg.out_dir, "out_dir", folder=True)
     try:

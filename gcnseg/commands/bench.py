@@ -1,17 +1,13 @@
-"""The ``gcnseg bench`` command."""
+"""``gcnseg bench``: GCNSeg timed side by side with what users would pick instead (ratios
+against a reference run in the same process; see :mod:`gcnseg.bench`)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ..cli import positive_int
-from ..runtime import check_output
-from .cases import bench_inference, bench_metrics, bench_peak_memory, bench_train_step
+from .args import add_json, check_json, human, positive_int, write_json
 
 
 def format_rows(title: str, rows: list[dict[str, Any]]) -> str:
@@ -23,11 +19,11 @@ def format_rows(title: str, rows: list[dict[str, Any]]) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--size", type=positive_int, default=512, help="square input size (default 512)")
-    p.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads (default 2)")
-    p.add_argument("--repeats", type=positive_int, default=5, help="timed calls per model (median; default 5)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--json", dest="json_out", help="write the results to this JSON file")
+    p.add_argument("--size", type=positive_int, default=512, help="square input size")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed calls per model (median)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls per model first")
+    add_json(p, "the measurements")
     p.add_argument(
         "--skip",
         nargs="*",
@@ -38,8 +34,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.json_out:
-        check_output(args.json_out, "--json")
+    import torch
+
+    from ..bench import bench_inference, bench_metrics, bench_peak_memory, bench_train_step
+
+    check_json(args.json)
+    out = human(args.json)
+    say = lambda *a: print(*a, file=out)
     torch.set_num_threads(args.threads)
     result: dict[str, Any] = {
         "size": args.size,
@@ -48,52 +49,52 @@ def run(args: argparse.Namespace) -> int:
         "torch": torch.__version__,
         "cpu": _cpu_name(),
     }
-    print(
+    say(
         f"gcnseg bench: 1x3x{args.size}x{args.size}, {args.threads} threads, median of {args.repeats} "
         f"after {args.warmup} warm-up, torch {torch.__version__}, {result['cpu']}"
     )
     if "inference" not in args.skip:
         r = bench_inference(args.size, args.repeats, args.warmup)
         result["inference"] = r
-        print(format_rows("inference (eval, fp32)", r["rows"]))
+        say(format_rows("inference (eval, fp32)", r["rows"]))
         a = r["optimised_argmax_agreement"]
-        print(
+        say(
             f"  argmax agreement with eager on this untrained network (near-tied scores): fp32 "
             f"{100 * a['fp32']:.3f}%, default ({r['default_backbone_dtype']} backbone) {100 * a['default']:.3f}%"
         )
     if "train" not in args.skip:
         r = bench_train_step(args.size, max(3, args.repeats // 2), 1)
         result["train"] = r
-        print(format_rows("training step (batch 1)", r["rows"]))
+        say(format_rows("training step (batch 1)", r["rows"]))
     if "lite" not in args.skip:
+        from ..bench.lite import bench_lite
         from ..errors import GcnsegError
-        from .lite import bench_lite
 
         try:
             r = bench_lite(args.repeats, args.warmup)
         except (ImportError, GcnsegError) as e:  # timm is the pretrained extra
-            print(f"light encoders: skipped ({e})")
+            say(f"light encoders: skipped ({e})")
         else:
             result["lite"] = r
-            print(
+            say(
                 format_rows(
                     "light encoders, inference 1x3x360x480 (eval; optimised: BN folded, bf16 where native)",
                     r["inference"],
                 )
             )
-            print(format_rows("light encoders, training step, 4 crops of 352x480", r["train"]))
-            print("  GCNSeg-lite0 eager inference: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in r["shares"].items()))
+            say(format_rows("light encoders, training step, 4 crops of 352x480", r["train"]))
+            say("  GCNSeg-lite0 eager inference: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in r["shares"].items()))
     if "metrics" not in args.skip:
         r = bench_metrics(args.repeats)
         result["metrics"] = r
-        print(
+        say(
             "metric accumulation, 1024x2048 label maps: "
             + ", ".join(f"{k} {v:.0f} Mpx/s" for k, v in r["mpx_per_s"].items())
         )
     if "memory" not in args.skip:
         r = bench_peak_memory(args.threads)
         result["memory"] = r
-        print(
+        say(
             f"peak memory, optimised inference on 1x3x1024x2048: {r['peak_rss_gib']:.2f} GiB "
             f"(process with the model loaded: {r['model_loaded_rss_gib']:.2f} GiB)"
         )
@@ -102,18 +103,13 @@ def run(args: argparse.Namespace) -> int:
         rows = {}
         for name, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
             rows[name] = bench_inference(args.size, args.repeats, args.warmup, batch=16, device="cuda", amp=dtype)
-            print(format_rows(f"GPU inference, batch 16, {name}", rows[name]["rows"]))
+            say(format_rows(f"GPU inference, batch 16, {name}", rows[name]["rows"]))
         for name, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
             r = bench_train_step(args.size, args.repeats, args.warmup, batch=16, device="cuda", amp=dtype)
             rows[f"train {name}"] = r
-            print(format_rows(f"GPU training step, batch 16, {name}", r["rows"]))
+            say(format_rows(f"GPU training step, batch 16, {name}", r["rows"]))
         result["gpu"] = {"device": torch.cuda.get_device_name(), **rows}
-    if args.json_out:
-        from ..runtime import atomic_write_text
-
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(args.json_out), json.dumps(result, indent=2))
-        print(f"written {args.json_out}")
+    write_json(args.json, result)
     return 0
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from ..runtime import check_output
-from .runner import ablate
-from .tables import load_table, table_path
+from .args import add_config, add_overrides, add_progress
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,14 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     which.add_argument(
         "--table-file", metavar="PATH", help="a table file of one's own (format: gcnseg/ablate/tables.py)"
     )
-    p.add_argument(
-        "--config", metavar="FILE", help="base config (dataset, backbone, schedule) replacing the table's base"
-    )
+    add_config(p, "the base config (dataset, backbone, schedule) replacing the table's base")
     p.add_argument("--budget", help="per network: iterations (300, 300it) or wall-clock time (90s, 20m, 1.5h)")
     p.add_argument("--seed", type=int, help="train.seed of every network (default: the config's)")
     p.add_argument("--out", required=True, metavar="DIR", help="one run folder per network, and the table")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every network")
+    add_progress(p)
+    add_overrides(p, "train.threads=1 (every network)")
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -50,6 +46,9 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the table named by ``--table`` or ``--table-file``; 0 when every network is done."""
+    from ..ablate import ablate, load_table, table_path
+    from ..runtime import check_output
+
     table = load_table(args.table_file if args.table_file else table_path(args.table))
     check_output(args.out, "--out", folder=True)
     ablate(

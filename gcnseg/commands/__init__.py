@@ -1,0 +1,75 @@
+"""The ``gcnseg`` command: a thin layer above the library, as torchvision's ``references/``
+stand above torchvision. Each subcommand is one module here with ``add_arguments(parser)``
+and ``run(args) -> int``: it parses flags and calls the library's functions. The library
+(``gcnseg.models``, ``gcnseg.data``, ``gcnseg.train``, ...) never imports this package.
+
+The modules import only ``argparse`` and :mod:`.args` at the top, so that ``gcnseg
+--help`` answers without loading torch; each ``run`` imports what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from .. import __version__
+from ..errors import GcnsegError, Stopped
+from .args import Parser
+
+# subcommand -> (module under gcnseg.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "configs": ("configs", "list the recipes that ship with gcnseg (--config NAME)"),
+    "init": ("init", "start a project on a folder of your own images: check, class weights, a config"),
+    "data": ("data", "check a dataset, compute class weights, write samples"),
+    "train": ("train", "train a network from a config (Section 4)"),
+    "eval": ("eval", "evaluate a checkpoint: mIoU, boundary/internal accuracy"),
+    "predict": ("predict", "segment images and write label maps and pictures"),
+    "score": ("score", "score label PNGs against ground truth"),
+    "export": ("export", "export a checkpoint to ONNX or TorchScript"),
+    "models": ("models", "list the trained models that ship with gcnseg"),
+    "serve": ("serve", "a local page to look at a model's predictions on any image"),
+    "info": ("info", "parameters and FLOPs of a network, per part"),
+    "bench": ("bench", "time GCNSeg against ResNet-50 and other segmentation networks"),
+    "ablate": ("ablate", "train and tabulate the networks of a paper ablation table (Tables 1-5)"),
+    "vrf": ("vrf", "valid receptive field of the score map at one point (Figure 3)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="gcnseg",
+        description="Global Convolutional Network for semantic segmentation (Peng et al., CVPR 2017).",
+    )
+    parser.add_argument("--version", action="version", version=f"gcnseg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.set_defaults(_module=module)
+        importlib.import_module(f"{__name__}.{module}").add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        code = int(importlib.import_module(f"{__name__}.{args._module}").run(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
+    except GcnsegError as e:
+        print(f"gcnseg: error: {e}", file=sys.stderr)
+        return 2
+    except Stopped as e:
+        print(f"gcnseg: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("gcnseg: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (``gcnseg data check ... | head``): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as e:  # the place: a full disk, a read-only or missing folder, a path that is a file
+        where = e.filename if e.filename is not None else "gcnseg"
+        print(f"gcnseg: error: {where}: {e.strerror or e}", file=sys.stderr)
+        return 2

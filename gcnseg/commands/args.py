@@ -1,0 +1,133 @@
+"""The flags that several commands share, defined once so that each means the same
+thing everywhere: ``--checkpoint``/``--model``, ``--config``, ``--device``, ``--json``,
+``--no-progress``, ``--limit``, ``--tile``, and the trailing ``KEY=VALUE`` overrides.
+
+Nothing here imports torch: ``gcnseg --help`` builds every command's parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, NoReturn
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake as one line that points at ``--help`` (exit 2), and
+    each flag's default shown in ``--help``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        if "unrecognized arguments" in message and "=" in message:
+            message += "; KEY=VALUE overrides go before the first --flag or after all of them"
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 1 (``--limit 0`` is refused, not "all")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_checkpoint(p: argparse.ArgumentParser) -> None:
+    """``--checkpoint PATH`` or ``--model NAME`` (one of them): what a command runs."""
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--checkpoint", help="run folder, checkpoint folder, its model.safetensors, or a named model")
+    g.add_argument(
+        "--model", dest="checkpoint", metavar="NAME", help="a trained model that ships with gcnseg (gcnseg models)"
+    )
+
+
+def add_config(p: argparse.ArgumentParser, what: str = "the config") -> None:
+    """``--config NAME|FILE``: a recipe that ships with gcnseg (``gcnseg configs``) or a YAML file."""
+    p.add_argument(
+        "--config", metavar="NAME|FILE", help=f"{what}: a recipe's name (gcnseg configs lists them) or a YAML file"
+    )
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (this process's GPU if there is one, else the CPU), cpu, cuda or cuda:N",
+    )
+
+
+def add_json(p: argparse.ArgumentParser, what: str = "the result") -> None:
+    """``--json FILE``: ``what`` as JSON into FILE; ``--json -`` prints it (and nothing else) on stdout."""
+    p.add_argument("--json", metavar="FILE", help=f"write {what} as JSON to FILE ('-': print it on stdout)")
+
+
+def add_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_limit(p: argparse.ArgumentParser, what: str = "images") -> None:
+    p.add_argument("--limit", type=positive_int, metavar="N", help=f"only the first N {what}")
+
+
+def add_tile(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tile", type=positive_int, nargs="+", metavar="SIZE", help="eval.tile: sliding-window tile, SIZE or H W"
+    )
+
+
+def add_overrides(p: argparse.ArgumentParser, example: str = "train.iterations=100") -> None:
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=f"config overrides, e.g. {example}")
+
+
+def tile_value(tile: list[int] | None) -> int | list[int] | None:
+    """``--tile`` as the value of ``eval.tile``: one size, ``[H, W]``, or None."""
+    if not tile:
+        return None
+    if len(tile) > 2:
+        raise argparse.ArgumentTypeError(f"--tile takes one or two sizes (H W), got {len(tile)}")
+    return tile[0] if len(tile) == 1 else list(tile)
+
+
+def human(json_to: str | None) -> Any:
+    """Where human-readable lines go: stderr when ``--json -`` owns stdout."""
+    return sys.stderr if json_to == "-" else sys.stdout
+
+
+def check_json(json_to: str | None) -> None:
+    """A ``--json FILE`` that cannot be written is refused before the work."""
+    if json_to and json_to != "-":
+        from ..runtime import check_output
+
+        check_output(json_to, "--json")
+
+
+def write_json(json_to: str | None, data: Any) -> None:
+    """``data`` as JSON: printed for ``-``, else written atomically to the file."""
+    if not json_to:
+        return
+    text = json.dumps(data, indent=2, default=_jsonable)
+    if json_to == "-":
+        print(text)
+        return
+    from pathlib import Path
+
+    from ..runtime import atomic_write_text
+
+    Path(json_to).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(json_to, text + "\n")
+    print(f"written {json_to}")
+
+
+def _jsonable(x: Any) -> Any:
+    """Tensors and numpy scalars as plain values."""
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    if hasattr(x, "item"):
+        return x.item()
+    raise TypeError(type(x))
