@@ -87,11 +87,21 @@ def evaluate(
 
 @torch.inference_mode()
 def write_previews(
-    model: nn.Module, dataset: TransformedDataset, out_dir: Path, n: int, device: torch.device | str = "cpu"
+    model: nn.Module,
+    dataset: TransformedDataset,
+    out_dir: Path,
+    n: int,
+    device: torch.device | str = "cpu",
+    on_picture: Callable[[str, np.ndarray], None] | None = None,
 ) -> Path:
-    """Side-by-side pictures (image | ground truth | prediction | overlay) of the first ``n`` images."""
+    """Side-by-side pictures (image | ground truth | prediction | overlay) of the first ``n``
+    images, with a colour key of the classes in the ground truth and the prediction (of all
+    classes when they are few). ``on_picture(name, picture)`` is told each picture written
+    (``HxWx3`` uint8: the training log adds them to TensorBoard)."""
+    from PIL import Image
+
     from .inference import predict_scores
-    from .visualize import colorize, overlay, panel
+    from .visualize import colorize, overlay, panel, shown_classes, with_legend
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -104,8 +114,6 @@ def write_previews(
         rgb = np.asarray(picture.convert("RGB"))
         pred = predict_scores(model, image[None].to(device)).argmax(1)[0].cpu().numpy()
         if pred.shape != mask.shape:  # evaluation resize: draw at the network's size
-            from PIL import Image
-
             size = (pred.shape[1], pred.shape[0])
             rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
             mask = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(size, Image.Resampling.NEAREST))
@@ -113,7 +121,11 @@ def write_previews(
             [rgb, colorize(mask, palette), colorize(pred, palette), overlay(rgb, pred, palette)],
             ["image", "ground truth", "prediction", "overlay"],
         )
-        pic.save(out_dir / f"{i:03d}_{dataset.name(i)}.png")
+        pic = with_legend(pic, dataset.classes, palette, shown_classes([mask, pred], dataset.num_classes))
+        name = f"{i:03d}_{dataset.name(i)}"
+        pic.save(out_dir / f"{name}.png")
+        if on_picture is not None:
+            on_picture(name, np.asarray(pic))
     model.train(was_training)
     return out_dir
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from .errors import GcnsegError
+
+if TYPE_CHECKING:  # torch is imported where weights are loaded: the config reads this table without it
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,8 @@ def to_timm(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch
 
 def load_packaged(model: nn.Module, arch: str) -> None:
     """Load ``arch``'s packaged ImageNet weights into the timm ``model``, strictly."""
+    import torch
+
     path = packaged_file(arch)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(to_timm(state, model), strict=True)

@@ -1,5 +1,5 @@
-"""Charts as PNG files: training curves (loss; validation mIoU) and an ablation table
-(paper beside measured). matplotlib is imported when a chart is drawn, not before."""
+"""Charts as PNG files: training curves (loss; learning rate; validation mIoU) and an
+ablation table (paper beside measured). matplotlib is imported when a chart is drawn, not before."""
 
 from __future__ import annotations
 
@@ -11,8 +11,15 @@ if TYPE_CHECKING:
     from .ablate.tables import Table
 
 
-def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
-    """The training loss (log scale) and the validation metrics of one run, by step."""
+def _pct(v: Any) -> float:
+    """A [0, 1] metric in percent; NaN (a gap in the line) where undefined."""
+    return 100 * float(v) if isinstance(v, (int, float)) else float("nan")
+
+
+def curves_figure(metrics_jsonl: Path) -> Any:
+    """The figure of :func:`plot_curves` (a matplotlib Figure; the caller closes it): the
+    training loss (log scale), the learning rate (its schedule: warm-up, poly decay) and the
+    validation metrics, by step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,7 +30,7 @@ def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
     for line in Path(metrics_jsonl).read_text().splitlines():
         r = json.loads(line)
         (val if r.get("split") == "val" else train).append(r)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     ax = axes[0]
     if train:
         ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="training loss")
@@ -32,19 +39,39 @@ def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
     ax.set_title("loss")
     ax.grid(alpha=0.3)
     ax = axes[1]
+    with_lr = [r for r in train if isinstance(r.get("lr"), (int, float))]
+    if with_lr:
+        ax.plot([r["step"] for r in with_lr], [r["lr"] for r in with_lr], color="#2ca02c", label="lr")
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    ax.set_xlabel("step")
+    ax.set_ylabel("lr")
+    ax.set_title("learning rate")
+    ax.grid(alpha=0.3)
+    ax = axes[2]
     if val:
         steps = [r["step"] for r in val]
-        ax.plot(steps, [100 * r["miou"] for r in val], "o-", label="val mIoU")
+        ax.plot(steps, [_pct(r.get("miou")) for r in val], "o-", label="val mIoU")
         if "boundary_acc" in val[0]:
-            ax.plot(steps, [100 * r["boundary_acc"] for r in val], "s--", label="boundary acc")
-            ax.plot(steps, [100 * r["internal_acc"] for r in val], "^--", label="internal acc")
+            ax.plot(steps, [_pct(r.get("boundary_acc")) for r in val], "s--", label="boundary acc")
+            ax.plot(steps, [_pct(r.get("internal_acc")) for r in val], "^--", label="internal acc")
         ax.legend()
     ax.set_xlabel("step")
     ax.set_title("validation (%)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
+    """``curves.png`` of a run: the training loss, the learning rate and the validation
+    metrics by step (:func:`curves_figure`)."""
+    fig = curves_figure(metrics_jsonl)  # (which picks matplotlib's file-only backend)
+    import matplotlib.pyplot as plt
+
+    try:
+        fig.savefig(out_png, dpi=100)
+    finally:
+        plt.close(fig)
     return Path(out_png)
 
 

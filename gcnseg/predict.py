@@ -63,6 +63,18 @@ def segment(
 ) -> np.ndarray:
     """Class ids ``HxW`` of one ``HxWx3`` uint8 image, with the test-time options of
     ``cfg.eval``: scales and flip (the "-MS" rows of Table 7), sliding window, dense CRF."""
+    return segment_scores(model, rgb, cfg, device, keep_scores=False)[0]
+
+
+def segment_scores(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    rgb: np.ndarray,
+    cfg: Config,
+    device: torch.device,
+    keep_scores: bool = True,
+) -> tuple[np.ndarray, torch.Tensor | None]:
+    """:func:`segment`'s class ids and the softmax scores ``C x H x W`` (CPU, float32) they
+    are the argmax of (before the CRF, where ``cfg.eval.crf``); None unless ``keep_scores``."""
     from .inference import predict_scores
 
     ev = cfg.eval
@@ -70,15 +82,18 @@ def segment(
     one_pass = list(ev.scales) == [1.0] and not ev.flip and ev.tile is None and ev.pad_size is None
     with torch.inference_mode():
         if one_pass and not ev.crf:  # the argmax of the logits is the softmax's, without the softmax
-            return model(x).argmax(1)[0].cpu().numpy()
+            logits = model(x)
+            scores = logits[0].float().softmax(0).cpu() if keep_scores else None
+            return logits.argmax(1)[0].cpu().numpy(), scores
         probs = predict_scores(
             model, x, scales=tuple(ev.scales), flip=ev.flip, tile=ev.tile, overlap=ev.tile_overlap, pad=ev.pad_size
         )
+    scores = probs[0].float().cpu() if keep_scores else None
     if ev.crf:
         from .crf import dense_crf
 
-        return dense_crf(rgb, probs[0].float().cpu().numpy())
-    return probs.argmax(1)[0].cpu().numpy()
+        return dense_crf(rgb, probs[0].float().cpu().numpy()), scores
+    return probs.argmax(1)[0].cpu().numpy(), scores
 
 
 def write_predictions(
@@ -95,7 +110,7 @@ def write_predictions(
     pictures under ``out``; one record per file (``written`` or ``skipped`` with why).
     ``report`` is told a line per file."""
     from .data.io import read_image
-    from .visualize import colorize, label_image, overlay, panel
+    from .visualize import colorize, label_image, overlay, panel, shown_classes, with_legend
 
     if cfg.eval.crf:
         from .crf import require_crf
@@ -131,6 +146,8 @@ def write_predictions(
         _save(label_image(pred, palette), targets["label"])
         _save_array(over, targets["overlay"])
         side = panel([rgb, colorize(pred, palette), over], ["image", "prediction", "overlay"])
+        names = [classes[c] if classes and c < len(classes) else str(c) for c in range(len(palette))]
+        side = with_legend(side, names, palette, shown_classes([pred], len(palette)))
         _save(side, targets["side"])
         counts = np.bincount(pred.ravel(), minlength=len(palette))
         records.append(

@@ -123,8 +123,10 @@ def init_project(
         weights = [round(w, 4) for w in class_weights(pixels, present, method)]
     n = sizes[cfg.data.train_split]
     epochs = epochs_for(n)
-    steps = max(1, n // cfg.train.batch_size)
+    batch = min(cfg.train.batch_size, n)  # a step needs a whole batch
+    steps = max(1, n // batch)
     sized = {
+        "train.batch_size": batch,
         "train.epochs": epochs,
         "train.val_every": steps * max(1, epochs // VALIDATIONS),
         "train.class_weights": weights,
@@ -150,7 +152,7 @@ def config_text(
     recipe_keys = set(flatten(yaml.safe_load(recipe_file.read_text()) or {}))
     shown = recipe_keys | {
         "name", "out_dir", "data.dataset", "data.root", "data.train_split", "data.val_split", "data.options",
-        "train.epochs", "train.val_every", "train.class_weights", "train.max_minutes",
+        "train.batch_size", "train.epochs", "train.val_every", "train.class_weights", "train.max_minutes",
     }  # fmt: skip
     values = cfg.to_dict()
     flat = flatten(values)

@@ -51,9 +51,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The command line, with ``KEY=VALUE`` overrides taken wherever they stand: argparse
+    stops taking positionals after a flag, so those it leaves over join the command's
+    overrides (``predict``: its inputs), and anything else is a usage error."""
+    from ..config import is_override
+
+    args, extra = parser.parse_known_args(argv)
+    target = "inputs" if getattr(args, "_module", None) == "predict" else "overrides"
+    if extra and all(is_override(e) for e in extra) and isinstance(getattr(args, target, None), list):
+        getattr(args, target).extend(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = parse(build_parser(), argv)
         code = int(importlib.import_module(f"{__name__}.{args._module}").run(args) or 0)
         sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
         return code

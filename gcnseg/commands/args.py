@@ -23,7 +23,9 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         if "unrecognized arguments" in message and "=" in message:
-            message += "; KEY=VALUE overrides go before the first --flag or after all of them"
+            message += (
+                "; KEY=VALUE overrides are section.key=value (model, data, optim, train, eval), name= or out_dir="
+            )
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

@@ -1,4 +1,6 @@
-"""``gcnseg export``: a checkpoint as ONNX or TorchScript with dynamic height and width."""
+"""``gcnseg export``: a checkpoint as ONNX or TorchScript with dynamic height and width,
+describing itself (class names, palette, input normalisation: ONNX ``metadata_props``,
+TorchScript's ``meta.json``); ``--end-to-end`` takes uint8 RGB and gives the label map."""
 
 from __future__ import annotations
 
@@ -14,6 +16,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--out", help="output file (default: beside the checkpoint, model.onnx / model.pt; NAME.onnx for --model NAME)"
     )
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (17 to 23)")
+    p.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help="input uint8 RGB N x H x W x 3 as decoded from a picture, output the label map N x H x W "
+        "(normalisation and argmax inside the graph); default: normalised float N x 3 x H x W in, logits out",
+    )
     add_overrides(p, "data.mean=[0.5,0.5,0.5]")
 
 
@@ -24,12 +32,14 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model, resolve_checkpoint
     from ..config import apply_overrides
     from ..errors import GcnsegError
-    from ..export import export_onnx, export_torchscript
+    from ..export import ONNX_OPSETS, export_metadata, export_onnx, export_torchscript
     from ..runtime import check_output
     from ..zoo import ZOO
 
-    if args.format == "onnx" and not 17 <= args.opset <= 23:
-        raise GcnsegError(f"--opset {args.opset}: expected 17 to 23 (what torch's exporter writes)")
+    if args.format == "onnx" and args.opset not in ONNX_OPSETS:
+        raise GcnsegError(
+            f"--opset {args.opset}: expected {ONNX_OPSETS.start} to {ONNX_OPSETS.stop - 1} (what torch's exporter writes)"
+        )
     ckpt = resolve_checkpoint(args.checkpoint)
     suffix = "onnx" if args.format == "onnx" else "pt"
     if args.out:
@@ -43,14 +53,21 @@ def run(args: argparse.Namespace) -> int:
     check_output(out, "--out")
     model, cfg, meta = load_model(args.checkpoint)
     cfg = apply_overrides(cfg, args.overrides)
+    # a named model: its name, not a path inside site-packages
+    source = args.checkpoint if args.checkpoint in ZOO and not Path(args.checkpoint).exists() else str(ckpt)
+    e2e = args.end_to_end
     with warnings.catch_warnings():  # the exporters' notes on traced sizes are expected here
         warnings.simplefilter("ignore")
         if args.format == "onnx":
-            export_onnx(model, out, opset=args.opset)
+            export_onnx(model, out, opset=args.opset, meta=meta, cfg=cfg, source=source, end_to_end=e2e)
         else:
-            export_torchscript(model, out)
+            export_torchscript(model, out, meta=meta, cfg=cfg, source=source, end_to_end=e2e)
+    described = export_metadata(meta, cfg, source, e2e)
+    where = "ONNX metadata_props" if args.format == "onnx" else "its extra file meta.json"
     print(
-        f"written {out} ({out.stat().st_size / 1e6:.1f} MB); input 'image' N x 3 x H x W normalised with "
-        f"mean {cfg.data.mean} and std {cfg.data.std}, output 'logits' N x {meta['num_classes']} x H x W"
+        f"written {out} ({out.stat().st_size / 1e6:.1f} MB)\n"
+        f"  input  {described['input']}\n"
+        f"  output {described['output']}\n"
+        f"  classes, palette, mean, std and the model's description are in {where}"
     )
     return 0

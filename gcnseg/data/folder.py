@@ -70,6 +70,17 @@ def _share(stem: str) -> float:
     return int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) / 16**8
 
 
+def hashed_split(stems: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
+    """``(train, val)``: a stem is in val when its hash share is below ``val_fraction``;
+    each side keeps at least one stem when there are two (the lowest share goes to val)."""
+    val = {s for s in stems if _share(s) < val_fraction}
+    if len(stems) > 1 and not val:
+        val = {min(stems, key=_share)}
+    if len(stems) > 1 and len(val) == len(stems):
+        val.discard(max(stems, key=_share))
+    return [s for s in stems if s not in val], [s for s in stems if s in val]
+
+
 def _by_stem(folder: Path, exts: Sequence[str]) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in exts}
 
@@ -123,7 +134,7 @@ class Folder(FileSegmentation):
             if not 0 < val_fraction < 1:
                 raise DataError(f"folder: val_fraction must lie between 0 and 1, got {val_fraction}")
             everything = _by_stem(require_dir(root / "images", "an images/ folder", FOLDER_HINT), IMAGE_EXTS)
-            stems = [s for s in everything if (_share(s) < val_fraction) == (split == "val")]
+            stems = hashed_split(list(everything), val_fraction)[split == "val"]
         elif split != "all":
             raise DataError(
                 f"{root}: split {split!r} not found; expected {split}.txt or {split}/images/ "

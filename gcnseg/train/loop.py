@@ -30,7 +30,7 @@ from ..config import Config
 from ..errors import DataError, GcnsegError, Stopped
 from ..evaluate import evaluate, write_previews
 from ..runtime import any_process, atomic_write_text
-from .log import pct
+from .log import format_summary, pct
 from .loss import segmentation_loss
 from .sampling import EpochSampler, SeededSamples
 from .state import Run, TrainState, set_batchnorm_eval, setup
@@ -78,7 +78,8 @@ def _train_mode(run: Run) -> None:
 
 
 def validate(run: Run) -> dict[str, Any]:
-    """Score the model on the validation split, log it, keep the best, save a checkpoint."""
+    """Score the model on the validation split, log it (with the IoU of each class by name:
+    ``per_class_iou``), keep the best, save a checkpoint."""
     cfg = run.cfg
     result = evaluate(
         run.model,
@@ -93,7 +94,10 @@ def validate(run: Run) -> dict[str, Any]:
         std=run.cfg.data.std,
     )
     s = run.state
-    run.log.write({"step": s.step, "split": "val", **{k: v for k, v in result.items() if isinstance(v, (int, float))}})
+    names = run.train_set.classes
+    result["per_class_iou"] = {(names[c] if c < len(names) else str(c)): v for c, v in enumerate(result["iou"])}
+    numbers = {k: v for k, v in result.items() if isinstance(v, (int, float))}
+    run.log.write({"step": s.step, "split": "val", **numbers, "per_class_iou": result["per_class_iou"]})
     improved = result["miou"] is not None and result["miou"] > s.best["miou"]
     if improved:
         s.best = {"miou": result["miou"], "step": s.step}
@@ -156,7 +160,7 @@ def train_one_epoch(run: Run, bar: Any, deadline: float | None) -> bool:
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", img_s=f"{ips:.1f}", refresh=False)
         bar.update(1)
         if t.val_every and s.step % t.val_every == 0 and s.step < run.total:
-            bar.write(f"step {s.step}: val mIoU {pct(validate(run)['miou'])}")
+            run.log.line(f"step {s.step}: val mIoU {pct(validate(run)['miou'])}", echo=bar.write)
         elif t.checkpoint_every and s.step % t.checkpoint_every == 0 and s.step < run.total:  # (the end validates)
             save(run, None, False)
         out_of_time = deadline is not None and any_process(time.perf_counter() >= deadline, run.device)
@@ -209,7 +213,9 @@ def _stopped(run: Run) -> Stopped:
 
 
 def _finish(run: Run, final: dict[str, Any]) -> dict[str, Any]:
-    """The summary (also ``summary.json``), curves and previews of a finished run."""
+    """The summary (also ``summary.json``, and its lines in ``train.log``), curves and
+    previews (also in TensorBoard: ``val/previews/NAME``) of a finished run. A picture that
+    cannot be drawn is a warning."""
     s, main = run.state, run.is_main
     summary: dict[str, Any] = {
         "name": run.cfg.name,
@@ -232,20 +238,35 @@ def _finish(run: Run, final: dict[str, Any]) -> dict[str, Any]:
         except Exception as e:  # a picture must never lose a finished run
             print(f"gcnseg: warning: could not draw curves ({e})", file=sys.stderr)
         if run.cfg.train.previews:
-            summary["previews"] = str(
-                write_previews(run.model, run.val_set, run.run_dir / "previews", run.cfg.train.previews, run.device)
-            )
+            try:
+                summary["previews"] = str(
+                    write_previews(
+                        run.model,
+                        run.val_set,
+                        run.run_dir / "previews",
+                        run.cfg.train.previews,
+                        run.device,
+                        on_picture=lambda name, picture: run.log.image(f"val/previews/{name}", picture, s.step),
+                    )
+                )
+            except Exception as e:  # a picture must never lose a finished run
+                print(f"gcnseg: warning: could not draw the previews ({e})", file=sys.stderr)
+        run.log.line(format_summary(summary), echo=None)  # (gcnseg train prints it)
     return summary
 
 
 def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
-    """Train as ``cfg`` says; returns the summary (also written to ``summary.json``)."""
+    """Train as ``cfg`` says; returns the summary (also written to ``summary.json``). What
+    the terminal shows is also kept in the run folder's ``train.log``, appended to (a resumed
+    run adds to it, after a line that says the step it takes up from)."""
     from tqdm import tqdm
 
     run = setup(cfg, resume)
     s = run.state
     if run.is_main:
-        print(describe_runtime(run.resolved), flush=True)
+        if resume:
+            run.log.line(f"resumed at step {s.step}", echo=None)
+        run.log.line(describe_runtime(run.resolved))
     bar = tqdm(
         total=run.total,
         initial=s.step,
@@ -275,12 +296,21 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
             ) from None
         finally:
             bar.close()
-            run.log.close()
         summary = _finish(run, final)
         if dist.is_initialized():
             dist.barrier()
         return summary
+    except GcnsegError as e:  # what the command shows, kept in train.log too
+        run.log.line(f"gcnseg: error: {e}", echo=None)
+        raise
+    except Stopped as e:
+        run.log.line(f"gcnseg: {e}", echo=None)
+        raise
+    except KeyboardInterrupt:
+        run.log.line("gcnseg: interrupted", echo=None)
+        raise
     finally:
+        run.log.close()
         if run.lock is not None:  # after the run's last write
             run.lock.close()
 
