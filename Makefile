@@ -26,9 +26,9 @@ venv: $(VENV)/.installed-test
 # The demo's run folder is its own: a new demo replaces it.
 demo: $(VENV)/.installed
 	rm -rf runs/demo
-	$(BIN)/gcnseg train --config configs/demo.yaml
+	$(BIN)/gcnseg train --config demo
 	$(BIN)/gcnseg eval --checkpoint runs/demo --json runs/demo/eval.json
-	$(BIN)/gcnseg data samples --config configs/demo.yaml --split val --limit 12 --out runs/demo/samples
+	$(BIN)/gcnseg data samples --config demo --split val --limit 12 --out runs/demo/samples
 	@echo "demo: pictures of predictions in runs/demo/previews/, curves in runs/demo/curves.png"
 	@echo "demo: to look at the model on a page, run"
 	@echo "    $(BIN)/gcnseg serve --checkpoint runs/demo --images runs/demo/samples/images"

@@ -65,11 +65,14 @@ def cpu_features() -> dict[str, bool]:
 
 
 def instruction_set() -> str:
-    """The widest vector instruction set of this CPU in words, as figures are labelled:
-    ``AVX512-BF16``, ``AVX-512``, ``AVX2`` or ``baseline``; with AMX where it has it."""
-    f = cpu_features()
-    name = "AVX512-BF16" if f["avx512_bf16"] else "AVX-512" if f["avx512f"] else "AVX2" if f["avx2"] else "baseline"
-    return name + (" + AMX" if f["amx_bf16"] else "")
+    """The vector instruction set that torch uses on this CPU, in words, as figures are
+    labelled: ``AVX512-BF16``, ``AVX-512``, ``AVX2`` (torch's own dispatch, so a CPU held
+    to AVX2 by ``ATEN_CPU_CAPABILITY`` / ``ONEDNN_MAX_CPU_ISA`` reads as AVX2), with AMX
+    where the CPU has it and bf16 runs natively."""
+    cap = torch.backends.cpu.get_cpu_capability()
+    bf16 = native_bf16()
+    name = {"AVX512": "AVX512-BF16" if bf16 else "AVX-512", "AVX2": "AVX2"}.get(cap, cap)
+    return name + (" + AMX" if bf16 and cpu_features()["amx_bf16"] else "")
 
 
 def native_bf16() -> bool:

@@ -60,6 +60,9 @@ def test_wheel_holds_the_tables_and_the_named_models(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert set(TABLES) <= names
     assert not any(n.startswith("configs/") for n in names)
+    from gcnseg.config import recipes
+
+    assert {f"gcnseg/configs/{name}.yaml" for name in recipes()} <= names  # --config NAME from an install
     from gcnseg.zoo import ZOO
 
     for name in ZOO:
@@ -73,6 +76,8 @@ def test_ablate_runs_from_the_unzipped_wheel(wheel, tmp_path):
     cwd.mkdir()
     r = _python(["-m", "gcnseg", "ablate", "--table", "1", "--help"], site, cwd)
     assert "--table-file" in r.stdout
+    r = _python(["-m", "gcnseg", "configs", "camvid_lite0"], site, cwd)  # a recipe by name, from the install
+    assert r.stdout == (site / "gcnseg" / "configs" / "camvid_lite0.yaml").read_text()
     gcnseg_file, base, counts = _python(["-c", LOAD], site, cwd).stdout.splitlines()
     assert Path(gcnseg_file) == site / "gcnseg" / "__init__.py"  # not the repository's source tree
     assert base == f"{site / 'gcnseg' / 'ablate' / 'tables' / 'voc.yaml'} True"
