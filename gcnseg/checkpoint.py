@@ -29,6 +29,7 @@ from torch import nn
 from .config import Config, config_from_dict
 from .errors import GcnsegError
 from .runtime import atomic_write_text, default_mode, file_sha256, fsync_path
+from .zoo import ZOO, named_checkpoint
 
 MODEL_FILE, META_FILE, STATE_FILE = "model.safetensors", "model.json", "train_state.pt"
 SIDECAR_VERSION = 2  # 2: holds the SHA-256 of every file of its checkpoint (1: earlier, none)
@@ -165,8 +166,6 @@ def resolve_checkpoint(path: str | os.PathLike, prefer: str = "best") -> Path:
     """A checkpoint folder from a run folder (its ``best``, else ``last``), a
     pointer file, a checkpoint folder, its ``model.safetensors``, or the name of a
     model that ships with gcnseg (:data:`gcnseg.zoo.ZOO`)."""
-    from .zoo import ZOO, named_checkpoint
-
     if not Path(path).exists():
         if str(path) in ZOO:
             return named_checkpoint(str(path))

@@ -20,7 +20,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from ..config import DataConfig
-from ..models.encoders import IMAGENET_MEAN, IMAGENET_STD
+from ..normalisation import IMAGENET_MEAN, IMAGENET_STD
 from .io import IGNORE_INDEX
 
 
