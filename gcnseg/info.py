@@ -64,10 +64,15 @@ def format_info(info: dict) -> str:
 
 
 def config_classes(cfg: Config) -> int:
-    """The class count of a config's dataset (read from its class list, not its files)."""
-    from .data import open_dataset
+    """The class count of a config's dataset: from the dataset's own class list where it
+    has one (CamVid, VOC, Cityscapes: no files needed), else read from its data."""
+    from .data import DATASETS, open_dataset
     from .errors import DataError, GcnsegError
 
+    first = cfg.data.dataset.split("+")[0].strip()
+    listed = getattr(DATASETS.get(first), "classes", None)
+    if listed:
+        return len(listed)
     try:
         return open_dataset(cfg.data, cfg.data.val_split).num_classes
     except DataError as e:
