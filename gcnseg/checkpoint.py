@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -154,11 +155,59 @@ def _pointed(run_dir: Path, name: str) -> Path | None:
     return run_dir / rel
 
 
+# what a training run writes into its folder (gcnseg.train), and the names inside its sub-folders
+RUN_FILES = (
+    "config.yaml",
+    "metrics.jsonl",
+    "train.log",
+    "summary.json",
+    "curves.png",
+    "last.json",
+    "best.json",
+    ".lock",
+)
+_RUN_FOLDERS = {
+    "checkpoints": re.compile(r"step-\d{7}(-\d+)?|\.tmp-.*"),
+    "tensorboard": re.compile(r"events\.out\.tfevents\..*"),
+    "previews": re.compile(r".*\.png"),
+}
+_ATOMIC_TMP = re.compile(r"\..+\.tmp")  # runtime.atomic_path's temporary files (a kill leaves them)
+
+
+def foreign_entries(run_dir: Path) -> list[str]:
+    """What ``run_dir`` holds that no gcnseg run writes (empty: a new run may use it; a run
+    only ever removes or replaces what it wrote)."""
+    if not run_dir.is_dir():
+        return []
+    found = []
+    for entry in sorted(run_dir.iterdir()):
+        name = entry.name
+        if name in RUN_FILES and entry.is_file() and not entry.is_symlink():
+            continue
+        if name in _RUN_FOLDERS and entry.is_dir() and not entry.is_symlink():
+            found += [f"{name}/{e.name}" for e in sorted(entry.iterdir()) if not _RUN_FOLDERS[name].fullmatch(e.name)]
+            continue
+        if _ATOMIC_TMP.fullmatch(name) and entry.is_file():
+            continue
+        found.append(name)
+    return found
+
+
+def checkpoint_files(ckpt: Path) -> list[Path]:
+    """The files that loading and resuming ``ckpt`` read: its own, and where it lies in a
+    run folder, that run's (config, pointers, logs): no command may write onto them."""
+    files = [ckpt / name for name in (MODEL_FILE, META_FILE, STATE_FILE)]
+    if ckpt.parent.name == "checkpoints":
+        files += [ckpt.parent.parent / name for name in RUN_FILES]
+    return files
+
+
 def _prune(run_dir: Path) -> None:
-    """Keep only the checkpoints that a pointer names."""
+    """Keep only the checkpoints that a pointer names; nothing but checkpoint folders of
+    gcnseg's own naming (``step-NNNNNNN``) is ever removed."""
     keep = {p.resolve() for p in (_pointed(run_dir, "last"), _pointed(run_dir, "best")) if p is not None}
     for d in (run_dir / "checkpoints").iterdir():
-        if d.is_dir() and d.resolve() not in keep:
+        if d.is_dir() and not d.is_symlink() and re.fullmatch(r"step-\d{7}(-\d+)?", d.name) and d.resolve() not in keep:
             shutil.rmtree(d, ignore_errors=True)
 
 

@@ -16,11 +16,14 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
+import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -200,10 +203,24 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to; synced and renamed onto ``path``
-    when the block ends without an error, removed when it raises (a kill leaves only a
-    hidden ``.NAME.*.tmp`` file, never half of ``path``)."""
+    """A temporary path to write to, put in place of ``path`` when the block ends without
+    an error (removed when it raises). A regular file (or a path that does not exist yet)
+    is replaced by a synced rename, so a kill never leaves half of it; a symlink is written
+    through to the file it names, which is replaced, the link kept. Anything else (a FIFO,
+    a device, ``/dev/fd/N``) is never replaced: what was written is streamed into it."""
     path = Path(path)
+    try:
+        mode: int | None = os.stat(path).st_mode  # through links
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file", str(path))
+    if mode is not None and not stat.S_ISREG(mode):
+        with _streamed_to(path) as tmp:
+            yield tmp
+        return
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
@@ -213,6 +230,21 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         fsync_path(tmp)
         os.replace(tmp, path)
         fsync_path(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _streamed_to(path: Path) -> Iterator[Path]:
+    """A private temporary file whose bytes are copied into the special file ``path``
+    (opened for writing as it is, never created, replaced or truncated by a rename)."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as src, open(path, "wb") as dst:
+            shutil.copyfileobj(src, dst)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -242,10 +274,13 @@ def lock_folder(folder: Path, what: str) -> IO[str]:
     return f
 
 
-def check_output(path: str | os.PathLike[str], key: str, folder: bool = False) -> Path:
+def check_output(
+    path: str | os.PathLike[str], key: str, folder: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()
+) -> Path:
     """``path`` can be written as a file (or, ``folder``, made a folder): checked before
     the work, so that a bad ``--out`` / ``--json`` is one line and not a traceback after
-    it. Nothing is created."""
+    it. ``inputs``: what the command reads (files, and folders such as a dataset's root):
+    the output may be none of them, nor inside such a folder. Nothing is created."""
     path = Path(path)
     if path.exists() and path.is_dir() != folder:
         raise GcnsegError(
@@ -258,6 +293,11 @@ def check_output(path: str | os.PathLike[str], key: str, folder: bool = False) -
         raise GcnsegError(f"{key} {path}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise GcnsegError(f"{key} {path}: {parent} is not writable")
+    where = Path(os.path.realpath(path))
+    for item in inputs:
+        read = Path(os.path.realpath(item))
+        if where == read or (read.is_dir() and where.is_relative_to(read)):
+            raise GcnsegError(f"{key} {path}: {'is' if where == read else 'overlaps'} {item}, which this command reads")
     return path
 
 

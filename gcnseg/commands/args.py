@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from typing import Any, NoReturn
 
 
@@ -101,12 +102,13 @@ def human(json_to: str | None) -> Any:
     return sys.stderr if json_to == "-" else sys.stdout
 
 
-def check_json(json_to: str | None) -> None:
-    """A ``--json FILE`` that cannot be written is refused before the work."""
+def check_json(json_to: str | None, inputs: Iterable[Any] = ()) -> None:
+    """A ``--json FILE`` that cannot be written, or that is one of the command's ``inputs``
+    (or inside an input folder), is refused before the work."""
     if json_to and json_to != "-":
         from ..runtime import check_output
 
-        check_output(json_to, "--json")
+        check_output(json_to, "--json", inputs=inputs)
 
 
 def write_json(json_to: str | None, data: Any) -> None:

@@ -65,7 +65,8 @@ def dataset_config(args: argparse.Namespace) -> Config:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import open_dataset
+    from ..config import config_path
+    from ..data import dataset_roots, open_dataset
 
     cfg = dataset_config(args)
     split = args.split or cfg.data.train_split
@@ -73,11 +74,12 @@ def run(args: argparse.Namespace) -> int:
         from ..data.samples import write_samples
         from ..runtime import check_output
 
-        out = check_output(args.out, "--out", folder=True)
+        out = check_output(args.out, "--out", folder=True, inputs=dataset_roots(cfg.data))
         n = write_samples(open_dataset(cfg.data, split), out, args.limit)
         print(f"{n} images and their labels written to {out / 'images'} and {out / 'labels'}")
         return 0
-    check_json(args.json)
+    config_file = [config_path(args.config)] if args.config else []
+    check_json(args.json, [*dataset_roots(cfg.data), *config_file])
     ds = open_dataset(cfg.data, split)
     if args.data_command == "weights":
         return _weights(args, cfg, ds, split)
@@ -92,14 +94,14 @@ def run(args: argparse.Namespace) -> int:
 def _weights(args: argparse.Namespace, cfg: Config, ds, split: str) -> int:
     from pathlib import Path
 
-    from ..config import apply_overrides
+    from ..config import apply_overrides, config_path
+    from ..data import dataset_roots
     from ..data.weights import class_pixels, class_weights
     from ..runtime import atomic_write_text, check_output
 
     if args.out:
-        check_output(args.out, "--out")
-        if args.config and Path(args.config).exists() and Path(args.out).resolve() == Path(args.config).resolve():
-            raise_same(args.out)
+        config_file = [config_path(args.config)] if args.config else []
+        check_output(args.out, "--out", inputs=[*dataset_roots(cfg.data), *config_file])
     pixels, present_in = class_pixels(ds)
     weights = [round(w, 4) for w in class_weights(pixels, present_in, args.method)]
     share = pixels / pixels.sum()
@@ -120,9 +122,3 @@ def _weights(args: argparse.Namespace, cfg: Config, ds, split: str) -> int:
         atomic_write_text(args.out, written.to_yaml())
         print(f"written {args.out}", file=out)
     return 0
-
-
-def raise_same(path: str) -> None:
-    from ..errors import GcnsegError
-
-    raise GcnsegError(f"--out {path}: is the --config it reads; write the new config to another file")

@@ -59,9 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_model
+    from ..checkpoint import checkpoint_files, load_model, resolve_checkpoint
     from ..config import apply_overrides, given
-    from ..data import build_dataset
+    from ..data import build_dataset, dataset_roots
     from ..errors import DataError, GcnsegError
     from ..evaluate import FirstN, evaluate
     from ..metrics import format_metrics
@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         **test_time_values(args),
     }
     cfg = apply_overrides(cfg, args.overrides, given(values))
+    check_json(args.json, [*checkpoint_files(resolve_checkpoint(args.checkpoint)), *dataset_roots(cfg.data)])
     if cfg.eval.crf:
         from ..crf import require_crf
 

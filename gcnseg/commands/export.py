@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     import warnings
     from pathlib import Path
 
-    from ..checkpoint import load_model, resolve_checkpoint
+    from ..checkpoint import checkpoint_files, load_model, resolve_checkpoint
     from ..config import apply_overrides
     from ..errors import GcnsegError
     from ..export import ONNX_OPSETS, export_metadata, export_onnx, export_torchscript
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         out = ckpt / f"model.{suffix}"
     if not out.parent.is_dir():
         raise GcnsegError(f"{out.parent}: output folder does not exist")
-    check_output(out, "--out")
+    check_output(out, "--out", inputs=checkpoint_files(ckpt))
     model, cfg, meta = load_model(args.checkpoint)
     cfg = apply_overrides(cfg, args.overrides)
     # a named model: its name, not a path inside site-packages

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_model
+    from ..checkpoint import checkpoint_files, load_model, resolve_checkpoint
     from ..config import apply_overrides, given, split_overrides
     from ..errors import GcnsegError
     from ..predict import IMAGE_SUFFIXES, find_images, write_predictions
@@ -35,9 +35,9 @@ def run(args: argparse.Namespace) -> int:
     overrides, inputs_given = split_overrides(args.inputs)
     if not inputs_given:
         raise GcnsegError("no INPUT given: name image files or folders to segment")
-    check_json(args.json)
     out = check_output(args.out, "--out", folder=True)
     files = find_images(inputs_given, skip=out)
+    check_json(args.json, [f for f, _ in files] + checkpoint_files(resolve_checkpoint(args.checkpoint)))
     if not files:
         raise GcnsegError(f"no image in {', '.join(inputs_given)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     files = files[: args.limit] if args.limit else files

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics import format_metrics
     from ..score import score_folders
 
-    check_json(args.json)
+    check_json(args.json, [args.pred_dir, args.gt_dir])
     result, images, problems = score_folders(
         args.pred_dir,
         args.gt_dir,

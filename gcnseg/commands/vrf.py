@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..checkpoint import load_model
+    from ..checkpoint import checkpoint_files, load_model, resolve_checkpoint
     from ..data.io import read_image
     from ..errors import GcnsegError
     from ..predict import to_input
@@ -45,7 +45,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise GcnsegError(f"--out {out}: expected a .png file name")
-    check_output(out, "--out")
+    reads = [args.image] + [
+        f for c in (args.checkpoint, args.compare) if c for f in checkpoint_files(resolve_checkpoint(c))
+    ]
+    check_output(out, "--out", inputs=reads)
+    check_output(out.with_suffix(".json"), "--out", inputs=reads)
     device = resolve_device(args.device)
     pictures, titles, records = [], [], []
     for ckpt in [args.checkpoint] + ([args.compare] if args.compare else []):

@@ -8,7 +8,14 @@ Cityscapes, CamVid, a generic folder dataset and the embedded ``synthetic-shapes
 from __future__ import annotations
 
 from .base import FileSegmentation, SegmentationDataset, color_map
-from .build import DATASETS, ConcatSegmentation, TransformedDataset, build_dataset, open_dataset
+from .build import (
+    DATASETS,
+    ConcatSegmentation,
+    TransformedDataset,
+    build_dataset,
+    dataset_roots,
+    open_dataset,
+)
 from .camvid import CamVid
 from .cityscapes import Cityscapes
 from .coco import COCOVOC
@@ -33,6 +40,7 @@ __all__ = [
     "TransformedDataset",
     "VOCAug",
     "build_dataset",
+    "dataset_roots",
     "build_transforms",
     "color_map",
     "open_dataset",

@@ -118,6 +118,13 @@ class TransformedDataset(Dataset):
         return self.transform(*self.base.load(index))
 
 
+def dataset_roots(cfg: DataConfig) -> list[str]:
+    """The folders ``cfg`` reads data from (``data.root`` and each per-dataset root): no
+    command writes into them."""
+    roots = [dataset_options(cfg, name.strip())[0] for name in cfg.dataset.split("+") if name.strip() in DATASETS]
+    return [r for r in dict.fromkeys(roots) if r is not None]
+
+
 def dataset_options(cfg: DataConfig, name: str) -> tuple[str | None, dict[str, Any]]:
     """``(root, constructor options)`` of the part ``name`` of ``cfg.dataset``."""
     opts = {k: v for k, v in cfg.options.items() if not (k in DATASETS and isinstance(v, dict))}

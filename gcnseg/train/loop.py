@@ -266,6 +266,8 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
     if run.is_main:
         if resume:
             run.log.line(f"resumed at step {s.step}", echo=None)
+            for key, (old, new) in run.changes.items():
+                run.log.line(f"resumed with {key}: {old!r} -> {new!r}")
         run.log.line(describe_runtime(run.resolved))
     bar = tqdm(
         total=run.total,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import load_train_state, load_weights, resolve_checkpoint
+from ..checkpoint import foreign_entries, load_train_state, load_weights, resolve_checkpoint
 from ..config import Config, with_input_normalisation
 from ..data import TransformedDataset, build_dataset
 from ..errors import GcnsegError
@@ -70,6 +71,7 @@ class Run:
     device: torch.device
     amp_dtype: torch.dtype | None
     resolved: dict[str, Any]  # what auto meant here: device, precision, threads, CPU (recorded in the run)
+    changes: dict[str, tuple[Any, Any]]  # a resumed run's settings that differ from its saved config
     rank: int
     world: int
     train_set: TransformedDataset
@@ -193,8 +195,12 @@ def setup(cfg: Config, resume: bool = False) -> Run:
     check_packaged_weights(cfg.model)  # before anything is written: one line says what to install
 
     run_dir = Path(cfg.out_dir)
-    if not resume and (run_dir / "last.json").exists():  # every process refuses, none is left waiting
-        raise _holds_a_run(run_dir)
+    changes: dict[str, tuple[Any, Any]] = {}
+    if not resume:  # every process refuses, none is left waiting
+        _check_new_run_dir(run_dir)
+    else:
+        resolve_checkpoint(run_dir, prefer="last")  # a run without a checkpoint says so first
+        changes = resume_changes(run_dir, cfg)
     train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)  # (no random draws)
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
     if t.class_weights is not None and len(t.class_weights) != train_set.num_classes:
@@ -216,6 +222,7 @@ def setup(cfg: Config, resume: bool = False) -> Run:
     total = t.epochs * steps_per_epoch if t.epochs is not None else t.iterations
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg.optim, s, total))
 
+    fresh_groups = [{k: g[k] for k in _GROUP_KEYS if k in g} for g in optimizer.param_groups]  # as cfg sets them
     state = TrainState()
     log_from = 0
     if resume:
@@ -231,6 +238,8 @@ def setup(cfg: Config, resume: bool = False) -> Run:
             ) from None
         scheduler.load_state_dict(saved["scheduler"])
         state.step, state.best = int(saved["step"]), saved["best"]
+        if any(k.startswith("optim.") for k in changes):  # the new settings, from this step on
+            _apply_optim_changes(optimizer, scheduler, fresh_groups, lr_factor(cfg.optim, state.step, total))
         torch.set_rng_state(saved["rng"])
         state.seconds_before = float(saved.get("seconds", 0.0))
         # the log records of the steps after the checkpoint go: they are done again
@@ -249,6 +258,7 @@ def setup(cfg: Config, resume: bool = False) -> Run:
         device,
         amp_dtype,
         resolved_runtime(cfg, device, amp_dtype, world),
+        changes,
         rank,
         world,
         train_set,
@@ -265,6 +275,68 @@ def setup(cfg: Config, resume: bool = False) -> Run:
         None if t.class_weights is None else torch.tensor(t.class_weights, device=device),
         lock,
     )
+
+
+# what a resumed run may change: each takes effect from the step it resumes at (the schedule
+# and the validation settings are read as it goes; the optimiser's are set on its groups)
+RESUMABLE = {
+    "name", "out_dir", "data.root", "data.workers",
+    "optim.lr", "optim.encoder_lr_mult", "optim.weight_decay", "optim.momentum",
+    "optim.schedule", "optim.power", "optim.warmup_iters",
+    "train.iterations", "train.epochs", "train.val_every", "train.log_every", "train.checkpoint_every",
+    "train.max_minutes", "train.previews", "train.threads", "train.device", "train.amp",
+}  # fmt: skip
+_GROUP_KEYS = ("lr", "weight_decay", "momentum")
+
+
+def resume_changes(run_dir: Path, cfg: Config) -> dict[str, tuple[Any, Any]]:
+    """``key -> (saved, new)`` for each setting of ``cfg`` that differs from the run's
+    saved ``config.yaml``; one that cannot take effect on a resumed run (the network, the
+    data, the batch, the seed, the optimiser's kind...) is refused in one line naming it,
+    before anything is written."""
+    from ..config import flatten, load_config
+
+    saved = flatten(with_input_normalisation(load_config(run_dir / "config.yaml")).to_dict())
+    new = flatten(with_input_normalisation(cfg).to_dict())
+    changes = {k: (saved.get(k), new.get(k)) for k in dict.fromkeys([*saved, *new]) if saved.get(k) != new.get(k)}
+    for key, (old, value) in changes.items():
+        if key not in RESUMABLE and not key.startswith("eval."):
+            raise GcnsegError(
+                f"{run_dir}: {key} cannot change on a resumed run ({old!r} -> {value!r}); the run stays as it was. "
+                f"Start a new run from its weights instead: train.init_from={run_dir}"
+            )
+    return {k: v for k, v in changes.items() if k not in ("name", "out_dir")}
+
+
+def _apply_optim_changes(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    fresh: list[dict[str, Any]],
+    factor: float,
+) -> None:
+    """The optimiser settings of the resumed run's config on its loaded groups: base
+    learning rates (the schedule's), weight decay and momentum."""
+    scheduler.base_lrs = [g["lr"] for g in fresh]
+    for group, new in zip(optimizer.param_groups, fresh):
+        group.update({k: v for k, v in new.items() if k != "lr"})
+        group["initial_lr"] = new["lr"]
+        group["lr"] = new["lr"] * factor
+    scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]  # what get_last_lr() reports
+
+
+def _check_new_run_dir(run_dir: Path) -> None:
+    """A new run goes into a new or empty folder, or one that holds only what a gcnseg run
+    that stopped before its first checkpoint wrote; never into a run (--resume it) or a
+    folder of other files (which a run would mix with its own, or remove)."""
+    if (run_dir / "last.json").exists():
+        raise _holds_a_run(run_dir)
+    foreign = foreign_entries(run_dir)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise GcnsegError(
+            f"{run_dir}: holds files that no gcnseg run wrote ({shown}); a run goes into a new or empty folder: "
+            "choose another out_dir"
+        )
 
 
 def _holds_a_run(run_dir: Path) -> GcnsegError:
@@ -284,7 +356,13 @@ def _take_run_dir(run_dir: Path, resume: bool) -> tuple[IO[str] | None, GcnsegEr
         return None, e
     except OSError as e:  # a read-only place, a path that is a file: every process is told
         return None, GcnsegError(f"{e.filename or run_dir}: {e.strerror or e}")
-    if not resume and (run_dir / "last.json").exists():  # written by a run that held the lock just before
-        lock.close()
-        return None, _holds_a_run(run_dir)
+    if not resume:  # written by a run that held the lock just before
+        try:
+            _check_new_run_dir(run_dir)
+        except GcnsegError as e:
+            lock.close()
+            return None, e
+        for name in ("metrics.jsonl", "summary.json"):  # of an earlier start that saved no checkpoint
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
     return lock, None
