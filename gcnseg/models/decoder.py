@@ -42,8 +42,17 @@ class Deconv2x(nn.Module):
             self.deconv.weight.copy_(bilinear_kernel(channels))
 
     def forward(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        y = self.deconv(F.pad(x, (1, 1, 1, 1), mode="replicate"))
+        y = self.deconv(replicate_pad1(x))
         return y[:, :, : size[0], : size[1]]  # a view, still contiguous when nothing is cut
+
+
+def replicate_pad1(x: torch.Tensor) -> torch.Tensor:
+    """``F.pad(x, (1, 1, 1, 1), mode="replicate")`` as two concatenations: the same values,
+    channels-last kept, faster on the CPU, and a backward that ``torch.compile`` can
+    build (Inductor's replicate-pad backward rejects channels-last maps; the reproduction
+    is in docs/performance.md)."""
+    x = torch.cat([x[:, :, :1], x, x[:, :, -1:]], 2)
+    return torch.cat([x[:, :, :, :1], x, x[:, :, :, -1:]], 3)
 
 
 class Bilinear2x(nn.Module):
