@@ -20,7 +20,9 @@ def format_rows(title: str, rows: list[dict[str, Any]]) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=positive_int, default=512, help="square input size")
-    p.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads")
+    p.add_argument(
+        "--threads", type=positive_int, help="torch intra-op threads (default: every core this process may use)"
+    )
     p.add_argument("--repeats", type=positive_int, default=5, help="timed calls per model (median)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per model first")
     add_json(p, "the measurements")
@@ -37,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..bench import bench_inference, bench_metrics, bench_peak_memory, bench_train_step
+    from ..runtime import available_cores, cpu_features, instruction_set
 
     check_json(args.json)
+    args.threads = args.threads or available_cores()
     out = human(args.json)
     say = lambda *a: print(*a, file=out)
     torch.set_num_threads(args.threads)
@@ -48,10 +52,15 @@ def run(args: argparse.Namespace) -> int:
         "repeats": args.repeats,
         "torch": torch.__version__,
         "cpu": _cpu_name(),
+        "instruction_set": instruction_set(),  # what torch dispatches to: name it beside every figure
+        "cpu_flags": [f for f, has in cpu_features().items() if has],
     }
     say(
         f"gcnseg bench: 1x3x{args.size}x{args.size}, {args.threads} threads, median of {args.repeats} "
         f"after {args.warmup} warm-up, torch {torch.__version__}, {result['cpu']}"
+    )
+    say(
+        f"  instruction set (torch's dispatch): {result['instruction_set']}; CPU flags: {' '.join(result['cpu_flags'])}"
     )
     if "inference" not in args.skip:
         r = bench_inference(args.size, args.repeats, args.warmup)
