@@ -32,6 +32,10 @@ def test_bench_smoke_reports_all_rows(tmp_path, capsys):
         == 0
     )
     result = json.loads(out.read_text())
+    from gcnseg.runtime import cpu_features, instruction_set
+
+    assert result["instruction_set"] == instruction_set()  # every figure names the CPU it ran on
+    assert set(result["cpu_flags"]) == {f for f, has in cpu_features().items() if has}
     names = [r["name"] for r in result["inference"]["rows"]]
     assert names[:6] == [
         "resnet50 features (reference)",
