@@ -44,6 +44,14 @@ def _numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def _owned(a: np.ndarray, dtype: type) -> np.ndarray:
+    """A C-contiguous, writable copy of ``a`` as ``dtype``: pydensecrf's typed memoryviews
+    refuse read-only buffers ("buffer source array is read-only"), and an image read with
+    ``np.asarray(PIL image)`` or a NumPy view of a torch tensor may be one; the copy also
+    keeps pydensecrf from writing into the caller's array."""
+    return np.array(a, dtype=dtype, order="C", copy=True)
+
+
 def dense_crf(
     image: Any,
     probs: Any,
@@ -59,7 +67,7 @@ def dense_crf(
     """Labels ``[H, W]`` (int64) after mean-field inference of a fully connected CRF.
 
     Args:
-        image: the RGB image, uint8 ``[H, W, 3]`` (not normalised).
+        image: the RGB image, uint8 ``[H, W, 3]`` (not normalised; any layout, read-only too).
         probs: class probabilities ``[C, H, W]`` (e.g. one image of
             :func:`gcnseg.inference.predict_scores`); the unary term is ``-log(probs)``.
         iters: mean-field iterations.
@@ -78,10 +86,11 @@ def dense_crf(
     if p.ndim != 3 or p.shape[1:] != img.shape[:2]:
         raise ValueError(f"probs must be [C, H, W] with H, W = {img.shape[:2]}, got {p.shape}")
     c, h, w = p.shape
-    unary = -np.log(np.clip(p.reshape(c, -1).astype(np.float32), clip, None))
+    # every array handed to pydensecrf is its own (C-contiguous, writable), whatever the caller's
+    unary = _owned(-np.log(np.clip(p.reshape(c, -1).astype(np.float32), clip, None)), np.float32)
     crf = dcrf.DenseCRF2D(w, h, c)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
+    crf.setUnaryEnergy(unary)
     crf.addPairwiseGaussian(sxy=pos_xy_std, compat=pos_w)
-    crf.addPairwiseBilateral(sxy=bi_xy_std, srgb=bi_rgb_std, rgbim=np.ascontiguousarray(img), compat=bi_w)
+    crf.addPairwiseBilateral(sxy=bi_xy_std, srgb=bi_rgb_std, rgbim=_owned(img, np.uint8), compat=bi_w)
     q = np.asarray(crf.inference(iters), dtype=np.float32).reshape(c, h, w)
     return q.argmax(0).astype(np.int64)

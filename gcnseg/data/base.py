@@ -97,6 +97,17 @@ class FileSegmentation(SegmentationDataset):
     def name(self, index: int) -> str:
         return self.samples[self._index(index)][0].stem
 
+    def image_size(self, index: int) -> tuple[int, int] | None:
+        """``(width, height)`` of image ``index`` as :meth:`load` gives it, read from the
+        file's header alone (nothing decoded: cheap for a whole split); None where the file
+        cannot be opened (:meth:`load` says why)."""
+        path = self.samples[self._index(index)][0]
+        try:
+            with Image.open(path) as img:
+                return img.size
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            return None
+
     def read_label(self, path: Path) -> np.ndarray:
         """Class ids of the mask file ``path`` (before the range check)."""
         return read_mask(path)

@@ -14,14 +14,24 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import GcnsegError
-from .segmenter import Segmentation, Segmenter, blend, folder_images, folder_path, legend_html, shares, summary
+from .segmenter import (
+    Loaded,
+    Segmentation,
+    Segmenter,
+    blend,
+    folder_path,
+    legend_html,
+    list_images,
+    shares,
+    summary,
+)
 
 CSS = """
 .gcnseg-legend { border-collapse: collapse; }
@@ -53,10 +63,15 @@ class Shown:
 @dataclass(frozen=True)
 class Listed:
     """The folder listed on the page and its images (the picker and the buttons step in
-    it, whatever is typed in the folder box since)."""
+    it, whatever is typed in the folder box since); ``paths``: the real relative path of
+    each name shown otherwise (not valid UTF-8, see :func:`~gcnseg.serve.segmenter.list_images`)."""
 
     folder: str
     names: list[str]
+    paths: dict[str, str] = field(default_factory=dict)
+
+    def path(self, name: str) -> str:
+        return str(folder_path(self.folder, self.paths.get(name, name)))
 
 
 def _ok(text: str) -> str:
@@ -71,35 +86,54 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def build_page(segmenter: Segmenter, images: str | None = None) -> Any:  # -> gr.Blocks
-    """The page, not yet started (``launch`` starts it)."""
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+def _gradio() -> Any:
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before Gradio is imported
     import gradio as gr
 
-    def about(choice: str) -> tuple[str, str]:
+    return gr
+
+
+class Actions:
+    """What the page's controls do, apart from the layout (:func:`build_page` wires them):
+    each takes the values of its inputs and returns those of its outputs, and a failure is
+    a message on the page, never an exception that Gradio would show as "error"."""
+
+    def __init__(self, segmenter: Segmenter) -> None:
+        self.segmenter = segmenter
+
+    def _load(self, choice: str) -> tuple[Loaded | None, str]:
+        """The model of ``choice``, or None and why (an error, whatever went wrong)."""
         try:
-            loaded = segmenter.load(choice)
+            return self.segmenter.load(choice), ""
         except GcnsegError as e:
-            return _error(str(e)), ""
+            return None, str(e)
+        except Exception as e:  # a defect, not the person's doing: say so, log it, keep serving
+            traceback.print_exc(file=sys.stderr)
+            return None, f"{choice}: cannot load the model ({type(e).__name__}: {e})"
+
+    def about(self, choice: str) -> tuple[str, str]:
+        """(about, legend) of the model chosen."""
+        loaded, why = self._load(choice)
+        if loaded is None:
+            return _error(why), ""
         return _ok(loaded.about), legend_html(loaded.classes, loaded.palette)
 
-    def show(image: Shown | None, choice: str, flip: bool, ms: bool, opacity: float) -> tuple:
+    def show(self, image: Shown | None, choice: str, flip: bool, ms: bool, opacity: float) -> tuple:
         """(picture, status, legend, about, state) for one image, or the reason there is none."""
-        try:
-            loaded = segmenter.load(choice)
-        except GcnsegError as e:  # the image stays (not its prediction), for the next model chosen
+        loaded, why = self._load(choice)
+        if loaded is None:  # the image stays (not its prediction), for the next model chosen
             kept = replace(image, seg=None) if image is not None else None
-            return None, _error(str(e)), "", _error(f"{choice}: not loaded"), kept
+            return None, _error(why), "", _error(f"{choice}: not loaded"), kept
         key = legend_html(loaded.classes, loaded.palette)
         if image is None:
             return None, "", key, _ok(loaded.about), None
         try:
             if image.rgb is None:  # read once; the file may be gone by the next option changed
-                rgb, resized_from = segmenter.read(image.path, image.name)
+                rgb, resized_from = self.segmenter.read(image.path, image.name)
                 image = replace(image, rgb=rgb, resized_from=resized_from)
             else:
                 rgb, resized_from = image.rgb, image.resized_from
-            seg = segmenter.segment(loaded, rgb, flip=flip, multi_scale=ms, resized_from=resized_from)
+            seg = self.segmenter.segment(loaded, rgb, flip=flip, multi_scale=ms, resized_from=resized_from)
         except GcnsegError as e:
             return None, _error(str(e)), key, _ok(loaded.about), None
         except Exception as e:  # a defect, not the person's doing: say so, log it, keep serving
@@ -109,37 +143,55 @@ def build_page(segmenter: Segmenter, images: str | None = None) -> Any:  # -> gr
         status = _ok(f"{summary(image.name, seg)}, {loaded.choice}")
         return blend(seg, opacity), status, legend, _ok(loaded.about), replace(image, seg=seg)
 
-    def uploaded(path: str | None, *options: Any) -> tuple:
+    def uploaded(self, path: str | None, *options: Any) -> tuple:
         """An upload: shown, and the drop zone emptied, ready for the next file."""
         image = Shown(Path(path).name, None, path) if path else None
-        return (*show(image, *options), None)
+        return (*self.show(image, *options), None)
 
-    def picked(name: str | None, listed: Listed | None, *options: Any) -> tuple:
+    def picked(self, name: str | None, listed: Listed | None, *options: Any) -> tuple:
+        """An image chosen in the picker: shown (nothing changes for one not listed)."""
         if not name or listed is None or name not in listed.names:
-            return (gr.update(),) * 5
-        return show(Shown(name, None, str(folder_path(listed.folder, name))), *options)
+            return (_gradio().update(),) * 5
+        return self.show(Shown(name, None, listed.path(name)), *options)
 
+    @staticmethod
     def reblend(state: Shown | None, opacity: float) -> Any:
-        return gr.update() if state is None or state.seg is None else blend(state.seg, opacity)
+        return _gradio().update() if state is None or state.seg is None else blend(state.seg, opacity)
 
+    @staticmethod
     def list_folder(folder: str) -> tuple:
         """(picker, status, listed): the folder's images in the picker, the first one chosen."""
+        gr = _gradio()
         try:
-            names, note = folder_images(folder)
+            listing = list_images(folder)
         except GcnsegError as e:
             return gr.update(choices=[], value=None), _error(str(e)), None
-        listed = Listed(folder.strip(), names)
-        said = f"{_plural(len(names), 'image')} in {listed.folder}" + (f" ({note})" if note else "")
-        return gr.update(choices=names, value=names[0]), _ok(said), listed
+        except Exception as e:  # a defect: said on the page, logged, the page keeps serving
+            traceback.print_exc(file=sys.stderr)
+            return gr.update(choices=[], value=None), _error(f"{folder}: cannot list ({type(e).__name__}: {e})"), None
+        listed = Listed(folder.strip(), listing.names, listing.paths)
+        note = listing.note
+        said = f"{_plural(len(listed.names), 'image')} in {listed.folder}" + (f" ({note})" if note else "")
+        return gr.update(choices=listed.names, value=listed.names[0]), _ok(said), listed
 
+    @staticmethod
     def step(by: int) -> Callable[[str | None, Listed | None], Any]:
+        """The previous (``by=-1``) or next (``by=1``) image of the folder listed."""
+
         def go(current: str | None, listed: Listed | None) -> Any:
+            gr = _gradio()
             if listed is None:
                 return gr.update()
             i = listed.names.index(current) if current in listed.names else -by
             return gr.update(value=listed.names[(i + by) % len(listed.names)])
 
         return go
+
+
+def build_page(segmenter: Segmenter, images: str | None = None) -> Any:  # -> gr.Blocks
+    """The page, not yet started (``launch`` starts it)."""
+    gr = _gradio()
+    act = Actions(segmenter)
 
     with gr.Blocks(title="gcnseg", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
         state = gr.State(None)
@@ -191,17 +243,17 @@ def build_page(segmenter: Segmenter, images: str | None = None) -> Any:  # -> gr
         options = [model, flip, ms, opacity]
         shown = [picture, status, legend, model_about, state]
         one: dict[str, Any] = {"concurrency_id": "segment", "concurrency_limit": 1}  # all that segment: one queue
-        upload.upload(uploaded, [upload, *options], [*shown, upload], **one)
-        pick.change(picked, [pick, listed, *options], shown, **one)
+        upload.upload(act.uploaded, [upload, *options], [*shown, upload], **one)
+        pick.change(act.picked, [pick, listed, *options], shown, **one)
         for control in (model, flip, ms):  # the same image again, with another model or option
-            control.change(show, [state, *options], shown, **one)
-        opacity.change(reblend, [state, opacity], picture, trigger_mode="always_last")
-        folder.submit(list_folder, folder, [pick, status, listed])
-        prev_button.click(step(-1), [pick, listed], pick)
-        next_button.click(step(1), [pick, listed], pick)
-        page.load(about, model, [model_about, legend])
+            control.change(act.show, [state, *options], shown, **one)
+        opacity.change(act.reblend, [state, opacity], picture, trigger_mode="always_last")
+        folder.submit(act.list_folder, folder, [pick, status, listed])
+        prev_button.click(act.step(-1), [pick, listed], pick)
+        next_button.click(act.step(1), [pick, listed], pick)
+        page.load(act.about, model, [model_about, legend])
         if images:
-            page.load(list_folder, folder, [pick, status, listed])
+            page.load(act.list_folder, folder, [pick, status, listed])
     return page
 
 

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -64,9 +64,49 @@ def describe(choice: str, cfg: Config, meta: dict) -> str:
     parts = f"{m.backbone} + {m.head.upper() if m.head == 'gcn' else m.head} (k={k})" + (" + BR" if m.br else "")
     from ..zoo import ZOO
 
-    miou = ZOO[choice].val_miou / 100 if choice in ZOO else (meta.get("metrics") or {}).get("miou")
+    metrics = meta.get("metrics")
+    miou = ZOO[choice].val_miou / 100 if choice in ZOO else metrics.get("miou") if isinstance(metrics, dict) else None
     score = f", val mIoU {100 * miou:.2f}" if isinstance(miou, (int, float)) else ""
     return f"{choice}: {parts}, {meta['num_classes']} classes ({cfg.data.dataset}){score}"
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
+def sidecar_classes(meta: dict[str, Any], n: int, where: Path) -> tuple[list[str], list[tuple[int, int, int]], int]:
+    """``(class names, colours, ignore index)`` of a checkpoint's sidecar for its ``n``
+    classes; what a sidecar written by hand leaves out is filled in (names ``0``..``n-1``,
+    the VOC colour map, 255), and what it holds that is not one is a
+    :class:`~gcnseg.errors.GcnsegError` naming ``where`` and the key."""
+    from ..data.base import color_map
+
+    names = meta.get("classes")
+    if names is None:
+        names = []
+    if not isinstance(names, list) or not all(isinstance(c, (str, int, float)) for c in names):
+        raise GcnsegError(f"{where}: classes: expected a list of {n} class names, got {_short(names)}")
+    colours = meta.get("palette")
+    if colours is None:
+        colours = []
+    if not isinstance(colours, list) or not all(
+        isinstance(c, list) and len(c) == 3 and all(isinstance(v, (int, float)) and 0 <= v <= 255 for v in c)
+        for c in colours
+    ):
+        raise GcnsegError(f"{where}: palette: expected {n} colours [R, G, B] of 0-255, got {_short(colours)}")
+    ignore = meta.get("ignore_index", 255)
+    if not isinstance(ignore, int) or isinstance(ignore, bool):
+        raise GcnsegError(f"{where}: ignore_index: expected a class id or 255, got {_short(ignore)}")
+    default = color_map(n)  # for the classes that a sidecar written by hand gives no colour
+    classes = [str(c) for c in names[:n]] + [str(i) for i in range(len(names), n)]
+    palette = [(int(r), int(g), int(b)) for r, g, b in colours[:n]] + default[len(colours) : n]
+    return classes, palette, ignore
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class Segmenter:
@@ -108,21 +148,26 @@ class Segmenter:
                 else:
                     key = str(resolve_checkpoint(choice))  # a run's new best checkpoint is a new key
                 if key not in self._loaded:
-                    self._loaded[key] = self._load(choice)
+                    self._loaded[key] = self._load(choice, Path(key))
                     while len(self._loaded) > KEEP_MODELS:
                         self._loaded.popitem(last=False)
+            except GcnsegError:
+                raise
             except OSError as e:  # a name too long for a path, a folder that cannot be read
                 raise GcnsegError(f"{choice}: {e.strerror or e}") from None
+            except Exception as e:  # a sidecar or config edited by hand into something else: a message, not a crash
+                raise GcnsegError(f"{choice}: cannot load the model ({_first_line(e)})") from None
             self._loaded.move_to_end(key)
             return self._loaded[key]
 
-    def _load(self, choice: str) -> Loaded:
-        from ..checkpoint import load_model
+    def _load(self, choice: str, folder: Path) -> Loaded:
+        from ..checkpoint import META_FILE, load_model
         from ..config import apply_overrides
-        from ..data.base import color_map
         from ..runtime import resolve_device
 
         model, cfg, meta = load_model(choice)
+        n = meta["num_classes"]
+        classes, palette, ignore_index = sidecar_classes(meta, n, folder / META_FILE)  # before the work
         cfg = apply_overrides(cfg, self.overrides)
         device = resolve_device(self.device)
         model.to(device)  # before optimising: "auto" precision is bf16 on CPU only
@@ -130,12 +175,7 @@ class Segmenter:
             from ..optimize import optimize_for_inference
 
             model = optimize_for_inference(model)
-        n = meta["num_classes"]
-        classes = [str(c) for c in meta.get("classes") or range(n)][:n]
-        colours = meta.get("palette") or color_map(n)  # a sidecar written by hand may have none
-        palette = [(int(r), int(g), int(b)) for r, g, b in colours][:n]
-        return Loaded(choice, model, cfg, device, classes, palette, int(meta.get("ignore_index", 255)),
-                      describe(choice, cfg, meta))  # fmt: skip
+        return Loaded(choice, model, cfg, device, classes, palette, ignore_index, describe(choice, cfg, meta))
 
     def read(self, path: str | Path, name: str | None = None) -> tuple[np.ndarray, tuple[int, int] | None]:
         """An uploaded or picked file as ``HxWx3`` uint8, shrunk to ``max_side`` on its long
@@ -238,10 +278,37 @@ def folder_path(folder: str | Path, name: str = "") -> Path:
     return Path(text).expanduser() / name
 
 
-def folder_images(folder: str | Path, limit: int = MAX_LISTED, seconds: float = LIST_SECONDS) -> tuple[list[str], str]:
-    """The images under ``folder`` as paths relative to it (sorted; sub-folders searched,
-    hidden files and folders not), and a note when the listing stopped short: at ``limit``
-    images or after ``seconds`` of looking."""
+@dataclass(frozen=True)
+class Listing:
+    """The images of a folder as the page lists them: ``names`` (relative paths, sorted),
+    ``paths`` (for a name shown other than it is on disk: the real relative path) and
+    ``note`` (why the list stopped short, and which names it had to escape; "" if nothing)."""
+
+    names: list[str]
+    paths: dict[str, str]
+    note: str
+
+    def path(self, name: str) -> str:
+        """The relative path on disk of the listed ``name``."""
+        return self.paths.get(name, name)
+
+
+def shown_name(name: str) -> str:
+    """A file name as the page can show it: as it is where it is valid UTF-8, else with
+    its undecodable bytes as ``\\xNN`` escapes (``caf\\xe9.png`` for a Latin-1 ``café.png``;
+    Python hands such bytes over as lone surrogates, which a web page cannot carry)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+    return name
+
+
+def list_images(folder: str | Path, limit: int = MAX_LISTED, seconds: float = LIST_SECONDS) -> Listing:
+    """The images under ``folder`` (sub-folders searched, hidden files and folders not): at
+    most ``limit``, found in at most ``seconds`` of looking. A name that is not valid UTF-8
+    is listed with escapes (:func:`shown_name`) and opened by its real name; one whose
+    escaped form is the name of another file is left out. The note says either."""
     root = folder_path(folder)
     try:
         if not root.is_dir():
@@ -249,7 +316,7 @@ def folder_images(folder: str | Path, limit: int = MAX_LISTED, seconds: float = 
     except OSError as e:
         raise GcnsegError(f"{root}: {e.strerror or e}") from None
     found: list[str] = []
-    note = ""
+    notes: list[str] = []
     deadline = time.monotonic() + seconds
     for here, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -258,11 +325,40 @@ def folder_images(folder: str | Path, limit: int = MAX_LISTED, seconds: float = 
             str(rel / f) for f in sorted(files) if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES
         ]
         if len(found) >= limit:
-            found, note = found[:limit], f"the first {limit} found"
+            found = found[:limit]
+            notes.append(f"the first {limit} found")
             break
         if time.monotonic() > deadline:
-            note = f"those found in {seconds:g} s of looking"
+            notes.append(f"those found in {seconds:g} s of looking")
             break
-    if not found:
+    names = {n for n in found if shown_name(n) == n}
+    paths: dict[str, str] = {}
+    clashes = 0
+    for n in found:
+        shown = shown_name(n)
+        if shown == n:
+            continue
+        if shown in names or shown in paths:  # (a file named with the backslashes themselves)
+            clashes += 1
+            continue
+        paths[shown] = n
+    if paths:
+        notes.append(f"{_count(len(paths), 'name')} not valid UTF-8, shown with \\x escapes")
+    if clashes:
+        notes.append(f"{_count(clashes, 'name')} not valid UTF-8 left out (another file has its escaped name)")
+    if not names and not paths:
         raise GcnsegError(f"{root}: no image in it (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    return sorted(found), note
+    return Listing(sorted([*names, *paths]), paths, "; ".join(notes))
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def folder_images(folder: str | Path, limit: int = MAX_LISTED, seconds: float = LIST_SECONDS) -> tuple[list[str], str]:
+    """The images under ``folder`` as paths relative to it, as the page shows them (sorted;
+    sub-folders searched, hidden files and folders not), and a note when the listing
+    stopped short (at ``limit`` images or after ``seconds`` of looking) or had to escape
+    names (see :func:`list_images`, which also gives the real path of an escaped name)."""
+    listing = list_images(folder, limit, seconds)
+    return listing.names, listing.note

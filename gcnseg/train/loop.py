@@ -33,7 +33,7 @@ from ..runtime import any_process, atomic_write_text
 from .log import format_summary, pct
 from .loss import segmentation_loss
 from .sampling import EpochSampler, SeededSamples
-from .state import Run, TrainState, set_batchnorm_eval, setup
+from .state import Run, TrainState, discard_unsaved, set_batchnorm_eval, setup
 
 
 class TrainingError(GcnsegError):
@@ -283,6 +283,9 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
     # train.max_minutes: a wall-clock budget over all sessions of the run (gcnseg ablate --budget 20m)
     t = cfg.train
     deadline = None if t.max_minutes is None else s.started + 60 * t.max_minutes - s.seconds_before
+    first = s.step
+    finished = False
+    keep: tuple[str, ...] = ()  # what a run discarded before its first checkpoint leaves
     try:
         try:
             with _stop_on_signals(s):
@@ -293,14 +296,20 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
                     raise _stopped(run)
                 final = validate(run)
         except DataError as e:  # a bad file met in training: data check names every one
+            keep = ("config.yaml",)  # (what the message names)
             raise DataError(
                 f"{_own_line(e)} (gcnseg data check --config {run.run_dir / 'config.yaml'} lists every bad file)"
             ) from None
+        except (ValueError, RuntimeError) as e:  # (torch's out of memory and NotImplementedError too)
+            if isinstance(e, GcnsegError) or s.step != first or first >= run.total:
+                raise
+            raise first_step_error(run, e) from None
         finally:
             bar.close()
         summary = _finish(run, final)
         if dist.is_initialized():
             dist.barrier()
+        finished = True
         return summary
     except GcnsegError as e:  # what the command shows, kept in train.log too
         run.log.line(f"gcnseg: error: {e}", echo=None)
@@ -313,8 +322,37 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
         raise
     finally:
         run.log.close()
+        if not finished and not resume and run.is_main:  # a new run that failed before its first checkpoint
+            discard_unsaved(run.run_dir, run.made_dir, keep)  # nothing half-made left (a checkpoint: all kept)
         if run.lock is not None:  # after the run's last write
             run.lock.close()
+
+
+def first_step_error(run: Run, e: Exception) -> TrainingError:
+    """A failure of a run's first step as one line. That step is the first to run what the
+    config asks for together (the network on the data, at its batch size, crop, precision
+    and device), so what fails there is the config's; the known causes get the keys to
+    change (most are refused before anything is written: :func:`~gcnseg.train.state.check_batch_shapes`)."""
+    t = run.cfg.train
+    text = _own_line(e).strip()
+    line = text.splitlines()[0] if text else ""
+    line = line.removeprefix(f"{type(e).__name__}: ")  # (a DataLoader worker's traceback's last line)
+    if "Expected more than 1 value per channel when training" in line:
+        hint = (
+            f"BatchNorm has one value per channel to train on (train.batch_size={t.batch_size} and a 1x1 map at the "
+            "network's deepest stage, stride 32): set data.crop_size above 32 px on a side, train.batch_size=2 or "
+            "more, or train.freeze_bn=true"
+        )
+    elif isinstance(e, torch.OutOfMemoryError) or "out of memory" in line.lower():
+        hint = f"out of memory on {run.device}: lower train.batch_size ({t.batch_size}) or data.crop_size"
+    elif "stack expects each tensor to be equal size" in line:
+        hint = (
+            f"the training images differ in size and cannot share a batch (train.batch_size={t.batch_size}): set "
+            "data.crop_size (or data.pad_size), or train.batch_size=1"
+        )
+    else:
+        hint = "check the config's model, data sizes, train.amp and train.device"
+    return TrainingError(f"the first training step failed ({type(e).__name__}: {line}); {hint}")
 
 
 def describe_runtime(r: dict[str, Any]) -> str:

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 import sys
 import time
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -18,6 +20,7 @@ from torch import nn
 from ..checkpoint import foreign_entries, load_train_state, load_weights, resolve_checkpoint
 from ..config import Config, with_input_normalisation
 from ..data import TransformedDataset, build_dataset
+from ..data.base import FileSegmentation
 from ..errors import GcnsegError
 from ..models import build_model
 from ..packaged import check_packaged_weights
@@ -87,6 +90,7 @@ class Run:
     state: TrainState
     class_weights: torch.Tensor | None  # of the loss (train.class_weights), on the run's device
     lock: IO[str] | None  # the main process's lock on run_dir (one writer per run folder)
+    made_dir: bool = False  # the main process made run_dir (discard_unsaved removes it again)
 
     @property
     def is_main(self) -> bool:
@@ -208,17 +212,46 @@ def setup(cfg: Config, resume: bool = False) -> Run:
             f"train.class_weights: {len(t.class_weights)} weights for the {train_set.num_classes} classes of "
             f"{cfg.data.dataset} (gcnseg data weights computes them)"
         )
-    lock, refused = _take_run_dir(run_dir, resume) if rank == 0 else (None, None)
-    if any_process(refused is not None, device):  # every process stops, none is left waiting
-        raise refused or GcnsegError(f"{run_dir}: refused by the main process")
-    model = _prepare_model(cfg, train_set.num_classes, device, world)
-    optimizer = build_optimizer(cfg.optim, model)
-
     steps_per_epoch = EpochSampler(len(train_set), t.batch_size, rank, world, t.seed, 0).steps()
     if steps_per_epoch == 0:
         raise GcnsegError(
             f"data: {len(train_set)} training images are fewer than one global batch ({t.batch_size} x {world} processes)"
         )
+    check_batch_shapes(cfg, train_set, world)
+    made = rank == 0 and not resume and not run_dir.exists()
+    lock, refused = _take_run_dir(run_dir, resume) if rank == 0 else (None, None)
+    if any_process(refused is not None, device):  # every process stops, none is left waiting
+        raise refused or GcnsegError(f"{run_dir}: refused by the main process")
+    try:
+        return _build_run(cfg, resume, run_dir, changes, device, amp_dtype, rank, world, train_set, val_set,
+                          steps_per_epoch, lock, made)  # fmt: skip
+    except BaseException:  # (e.g. train.init_from's weights refused): the new run's folder goes again
+        if rank == 0 and not resume:
+            discard_unsaved(run_dir, made)
+        if lock is not None:
+            lock.close()
+        raise
+
+
+def _build_run(
+    cfg: Config,
+    resume: bool,
+    run_dir: Path,
+    changes: dict[str, tuple[Any, Any]],
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    rank: int,
+    world: int,
+    train_set: TransformedDataset,
+    val_set: TransformedDataset,
+    steps_per_epoch: int,
+    lock: IO[str] | None,
+    made: bool,
+) -> Run:
+    """:func:`setup`'s part from the model on, once the run folder is taken."""
+    t = cfg.train
+    model = _prepare_model(cfg, train_set.num_classes, device, world)
+    optimizer = build_optimizer(cfg.optim, model)
     total = t.epochs * steps_per_epoch if t.epochs is not None else t.iterations
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg.optim, s, total))
 
@@ -274,6 +307,7 @@ def setup(cfg: Config, resume: bool = False) -> Run:
         state,
         None if t.class_weights is None else torch.tensor(t.class_weights, device=device),
         lock,
+        made,
     )
 
 
@@ -322,6 +356,141 @@ def _apply_optim_changes(
         group["initial_lr"] = new["lr"]
         group["lr"] = new["lr"] * factor
     scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]  # what get_last_lr() reports
+
+
+# the encoders' deepest map is at stride 32: n px give ceil(n / 32) cells on that side
+# (measured on resnet18/50 and timm's mobilenetv3: 32x32 gives 1x1, 33x32 gives 2x1)
+DEEPEST_STRIDE = 32
+
+
+def _size_hw(size: int | list[int]) -> tuple[int, int]:
+    """``(height, width)`` of a ``data.crop_size`` / ``pad_size``: one size or ``[h, w]``."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _cells(h: int, w: int) -> int:
+    """Cells of the deepest (stride-32) map of an ``h`` x ``w`` input."""
+    return -(-h // DEEPEST_STRIDE) * -(-w // DEEPEST_STRIDE)
+
+
+def training_image_sizes(ds: Any) -> Iterator[tuple[str, tuple[int, int]]]:
+    """``(image, (width, height))`` of the training images as loaded, before the transforms:
+    every file of a dataset of files (from the headers: nothing decoded; a file that cannot
+    be opened is left to the loader, which names it), each part of a joined dataset, and
+    the first image of any other (the synthetic shapes are all of one size)."""
+    ds = getattr(ds, "base", ds)  # a TransformedDataset's own
+    parts = getattr(ds, "parts", None)
+    if parts is not None:
+        for part in parts:
+            yield from training_image_sizes(part)
+    elif isinstance(ds, FileSegmentation):
+        for i, (path, _mask) in enumerate(ds.samples):
+            size = ds.image_size(i)
+            if size is not None:
+                yield str(path), size
+    elif len(ds):
+        try:
+            image, _mask = ds.load(0)
+        except (GcnsegError, OSError):
+            return
+        yield ds.name(0), image.size
+
+
+def check_batch_shapes(cfg: Config, train_set: Any, world: int = 1) -> None:
+    """Refuse in one line, before anything is written, what would fail in the first steps
+    because of the batch's shapes (:class:`~gcnseg.errors.GcnsegError` naming the keys):
+
+    * ``train.batch_size`` > 1 without ``data.crop_size`` / ``data.pad_size`` on training
+      images of different sizes, which cannot be stacked into one batch (PyTorch's
+      "stack expects each tensor to be equal size", deep in the DataLoader). Refused,
+      naming two files of different sizes, rather than padded or resized in the batch:
+      padding every batch to its largest image trains on padding and resizing changes the
+      objects' scale, silently; the config says which it wants (``data.crop_size``, or
+      ``data.pad_size`` as the paper pads VOC to 512x512), and a batch of 1 takes any size.
+      (``data.scale_range`` without a crop is refused by ``check_config``.)
+    * a batch of one image whose deepest map (stride 32) is a single cell: BatchNorm in
+      training mode then has one value per channel and fails ("Expected more than 1 value
+      per channel when training"). That is an input of 32 px or less on both sides, after
+      ``data.crop_size`` / ``pad_size``, or at the smallest scale of ``data.scale_range``;
+      ``train.freeze_bn`` / ``freeze_encoder_bn`` (BatchNorm's statistics kept) and
+      SyncBatchNorm across processes (their values counted together) avoid it.
+
+    The images' sizes are read (from their headers) only where no crop or pad size fixes
+    them."""
+    d, t = cfg.data, cfg.train
+    fixed = d.crop_size if d.crop_size is not None else d.pad_size
+    one_value = t.batch_size == 1 and not (t.freeze_bn or t.freeze_encoder_bn or (t.sync_bn and world > 1))
+    advice = "train.batch_size=2 or more, or train.freeze_bn=true"
+    if fixed is not None:
+        h, w = _size_hw(fixed)
+        if one_value and _cells(h, w) == 1:
+            key = "data.crop_size" if d.crop_size is not None else "data.pad_size"
+            raise GcnsegError(
+                f"train.batch_size=1 on {key}={fixed} leaves BatchNorm one value per channel at the network's "
+                f"deepest map (stride {DEEPEST_STRIDE}: 1x1), which it cannot train on; set {key} above "
+                f"{DEEPEST_STRIDE} px on a side, {advice}"
+            )
+        return
+    if not (one_value or t.batch_size > 1):
+        return
+    lo = float(d.scale_range[0])
+    first: tuple[str, tuple[int, int]] | None = None
+    for name, (w, h) in training_image_sizes(train_set):
+        if t.batch_size > 1:
+            if first is None:
+                first = (name, (w, h))
+            elif first[1] != (w, h):
+                (a, (aw, ah)) = first
+                raise GcnsegError(
+                    f"data: the training images differ in size ({a} is {aw}x{ah}, {name} is {w}x{h}) and cannot "
+                    f"share a batch of train.batch_size={t.batch_size}; set data.crop_size (or data.pad_size) to "
+                    "train on crops of one size, or train.batch_size=1"
+                )
+        elif _cells(sh := max(1, round(h * lo)), sw := max(1, round(w * lo))) == 1:  # RandomScale's smallest
+            scaled = f", {sw}x{sh} at data.scale_range's {lo:g}" if lo != 1 else ""
+            raise GcnsegError(
+                f"train.batch_size=1 on the training image {name} ({w}x{h} px{scaled}) leaves BatchNorm one value per channel at the "
+                f"network's deepest map (stride {DEEPEST_STRIDE}: 1x1), which it cannot train on; set "
+                f"data.crop_size above {DEEPEST_STRIDE} px on a side, {advice}"
+            )
+
+
+def discard_unsaved(run_dir: Path, made: bool, keep: Collection[str] = ()) -> bool:
+    """Remove what a new run that stopped before its first checkpoint wrote into ``run_dir``
+    (its config, logs, TensorBoard events, lock; not the names in ``keep``, e.g. the
+    ``config.yaml`` that an error message names), and the folder itself where that run
+    made it (``made``) and nothing is left in it, so that nothing half-made is left to
+    block or confuse the next start (``train.log`` is appended to): True when it did. A
+    folder holding a checkpoint (``last.json``, ``best.json`` or a ``checkpoints/step-N``
+    folder) is left as it is, and files that no gcnseg run writes
+    (:func:`~gcnseg.checkpoint.foreign_entries`) are never touched. The main process calls
+    it (under its lock, whose file it removes last)."""
+    if not run_dir.is_dir() or (run_dir / "last.json").exists() or (run_dir / "best.json").exists():
+        return False
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir() and any(not e.name.startswith(".tmp-") for e in checkpoints.iterdir()):
+        return False
+    foreign = set(foreign_entries(run_dir))
+    for entry in sorted(run_dir.iterdir()):
+        if entry.name in foreign or entry.name == ".lock" or entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            for inner in entry.iterdir():
+                if f"{entry.name}/{inner.name}" in foreign:
+                    continue
+                if inner.is_dir() and not inner.is_symlink():
+                    shutil.rmtree(inner, ignore_errors=True)
+                else:
+                    inner.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # (not empty: files of someone else's)
+                entry.rmdir()
+        else:
+            entry.unlink(missing_ok=True)
+    (run_dir / ".lock").unlink(missing_ok=True)  # while the lock is still held: no second writer saw it free
+    if made:
+        with contextlib.suppress(OSError):  # not empty: left for its other files
+            run_dir.rmdir()
+    return True
 
 
 def _check_new_run_dir(run_dir: Path) -> None:
