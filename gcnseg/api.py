@@ -56,6 +56,8 @@ def from_pretrained(
     classes, to fine-tune (``meta["trained"]`` is False)."""
     from .checkpoint import load_model
 
+    if not isinstance(name_or_run, (str, os.PathLike)):  # an empty or blank name: CheckpointError, from the loader
+        raise TypeError(f"name_or_run: expected a name or path, got {type(name_or_run).__name__}")
     model, cfg, meta = load_model(name_or_run)
     if num_classes is not None and num_classes != meta["num_classes"]:
         model, meta = _with_new_head(model, cfg, meta, num_classes, str(name_or_run))

@@ -28,6 +28,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import Config, config_from_dict
+from .config.loading import read_text_bounded
+from .config.schema import MAX_CLASSES, MAX_LABEL, ConfigError
 from .errors import GcnsegError
 from .runtime import atomic_write_text, default_mode, file_sha256, fsync_path
 from .zoo import ZOO, named_checkpoint
@@ -35,6 +37,8 @@ from .zoo import ZOO, named_checkpoint
 MODEL_FILE, META_FILE, STATE_FILE = "model.safetensors", "model.json", "train_state.pt"
 SIDECAR_VERSION = 2  # 2: holds the SHA-256 of every file of its checkpoint (1: earlier, none)
 _unchecked: set[Path] = set()  # version-1 checkpoints already warned about
+MAX_SIDECAR_BYTES = 64 * 1024 * 1024  # a sidecar holds a C x C confusion matrix: ~8 MB of JSON at 1024 classes
+MAX_POINTER_BYTES = 64 * 1024  # last.json / best.json: a step and a path
 
 
 class CheckpointError(GcnsegError):
@@ -119,11 +123,10 @@ def last_good(run_dir: Path) -> Path | None:
 
 def _check_digest(ckpt: Path, name: str) -> None:
     """The file ``name`` of checkpoint ``ckpt`` has the SHA-256 that its sidecar recorded.
-    A version-2 sidecar must hold it; one written before digests were kept (version 1)
-    has none to check, which is said once."""
+    Every sidecar must hold it, except one written before digests were kept (version 1,
+    :func:`_undigested`), which has none to check: that is said once, never silent."""
     meta = read_meta(ckpt)
-    expected = meta.get("sha256")
-    if expected is None and meta.get("sidecar", 1) == 1:
+    if _undigested(meta):
         if ckpt not in _unchecked:
             _unchecked.add(ckpt)
             print(
@@ -131,12 +134,44 @@ def _check_digest(ckpt: Path, name: str) -> None:
                 file=sys.stderr,
             )
         return
+    expected = meta.get("sha256")
     if not isinstance(expected, dict) or not isinstance(expected.get(name), str):
         raise CheckpointError(f"{ckpt / META_FILE}: no SHA-256 of {name} (every checkpoint saved now has one)")
     if file_sha256(ckpt / name) != expected[name]:
         raise CheckpointError(
             f"{ckpt / name}: corrupted (its SHA-256 differs from the one recorded in {META_FILE} when it was saved)"
         )
+
+
+# what a sidecar written before digests were kept (version 1, before 2026-12-01) cannot hold:
+# the keys version 2 introduced, and the config keys added since (data.void and
+# data.label_map, written into every sidecar's config from then on)
+_SINCE_V2 = ("sidecar", "sha256", "runtime")
+_SINCE_V2_CONFIG = {"data": ("void", "label_map")}
+
+
+def _undigested(meta: dict[str, Any]) -> bool:
+    """Whether ``meta`` is a version-1 sidecar, whose files have no digests to check.
+
+    Version 1 is told by content, never by a number an edit could set: gcnseg wrote no
+    ``sidecar`` key into version-1 sidecars (``"sidecar": 1`` was never written; it is
+    refused by :func:`_check_sidecar`), nor ``sha256`` or ``runtime``, nor a config with
+    ``data.void`` / ``data.label_map``, which every sidecar since holds. A current sidecar
+    edited to look older (its version set to 1, its digests deleted) therefore keeps one of
+    those marks and still has its weights checked: an edit cannot turn the check into a
+    warning. Removing every mark makes it the sidecar of an old checkpoint, which loads
+    with the warning (said, never silent). A date (refuse version 1 for files written
+    after one) was not chosen: a file's time is as easy to change as its text, and a copy
+    may reset it. The named models of :mod:`gcnseg.zoo` have their weights' SHA-256 in
+    the code and are checked whatever their sidecar says."""
+    if any(key in meta for key in _SINCE_V2):
+        return False
+    config = meta.get("config")
+    for section, keys in _SINCE_V2_CONFIG.items():
+        part = config.get(section) if isinstance(config, dict) else None
+        if isinstance(part, dict) and any(k in part for k in keys):
+            return False
+    return True
 
 
 def _pointed(run_dir: Path, name: str) -> Path | None:
@@ -146,7 +181,7 @@ def _pointed(run_dir: Path, name: str) -> Path | None:
     if not p.is_file():
         return None
     try:
-        target = json.loads(p.read_text())["path"]
+        target = _read_json(p, MAX_POINTER_BYTES, "checkpoint pointer")["path"]
         rel = Path(target)
     except (ValueError, KeyError, TypeError):  # TypeError: JSON that is not an object, or a path that is not a string
         raise CheckpointError(f"{p}: not a checkpoint pointer") from None
@@ -214,7 +249,14 @@ def _prune(run_dir: Path) -> None:
 def resolve_checkpoint(path: str | os.PathLike, prefer: str = "best") -> Path:
     """A checkpoint folder from a run folder (its ``best``, else ``last``), a
     pointer file, a checkpoint folder, its ``model.safetensors``, or the name of a
-    model that ships with gcnseg (:data:`gcnseg.zoo.ZOO`)."""
+    model that ships with gcnseg (:data:`gcnseg.zoo.ZOO`). An empty or blank name is an
+    error (``Path("")`` would be the current folder)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"expected a run folder, checkpoint or named model, got {type(path).__name__}")
+    if not os.fspath(path).strip():
+        raise CheckpointError(
+            f"{os.fspath(path)!r}: an empty name; give a run folder, checkpoint or named model ({', '.join(ZOO)})"
+        )
     if not Path(path).exists():
         if str(path) in ZOO:
             return named_checkpoint(str(path))
@@ -255,16 +297,88 @@ def _no_checkpoint(path: Path, looked_for: tuple[str, ...]) -> str:
     return f"{path}: no checkpoint here (expected last.json / best.json of a run, or {MODEL_FILE})"
 
 
-def read_meta(ckpt: Path) -> dict[str, Any]:
+def _read_json(path: Path, limit: int, what: str) -> Any:
+    """The JSON value of the file ``path`` (at most ``limit`` bytes, UTF-8, nested at most
+    as deep as Python's recursion allows); a :class:`ValueError` saying why not."""
     try:
-        meta = json.loads((ckpt / META_FILE).read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{ckpt / META_FILE}: not valid JSON ({e})") from None
+        text = read_text_bounded(path, limit, what)
+    except ConfigError as e:
+        raise ValueError(str(e).removeprefix(f"{path}: ")) from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def read_meta(ckpt: Path) -> dict[str, Any]:
+    """The sidecar of checkpoint ``ckpt``, checked (:func:`_check_sidecar`): what a reader
+    takes from it is there, of its type and in its range; else a :class:`CheckpointError`
+    naming the file and the key."""
+    path = ckpt / META_FILE
+    try:
+        text = read_text_bounded(path, MAX_SIDECAR_BYTES, "checkpoint sidecar")
+    except ConfigError as e:  # too large, not a file, not UTF-8: says which
+        raise CheckpointError(str(e)) from None
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else " ".join(str(e).split())
+        raise CheckpointError(f"{path}: not valid JSON ({why})") from None
     if not isinstance(meta, dict):
-        raise CheckpointError(
-            f"{ckpt / META_FILE}: not a checkpoint sidecar (a JSON {type(meta).__name__}, not an object)"
-        )
+        raise CheckpointError(f"{path}: not a checkpoint sidecar (a JSON {type(meta).__name__}, not an object)")
+    _check_sidecar(meta, path)
     return meta
+
+
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict)) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_sidecar(meta: dict[str, Any], path: Path) -> None:
+    """Each entry of a sidecar that gcnseg reads is of its type and in its range (a sidecar
+    edited by hand is refused here, in one line naming the key, not by a crash later):
+    ``num_classes`` 1..MAX_CLASSES; ``classes`` a list of names (strings); ``palette`` a
+    list of ``[R, G, B]`` of 0..255; ``ignore_index`` 0..65535; ``config`` a mapping;
+    ``step`` a count; ``sidecar`` a version gcnseg writes (2 or later: version-1 sidecars
+    hold no such key); ``sha256`` file name -> hex digest. ``classes`` and ``palette`` are
+    checked against ``num_classes`` by :func:`load_model` once the weights have shown the
+    count right; a missing ``palette`` is filled in there."""
+    problem = None
+    n = meta.get("num_classes")
+    if "num_classes" in meta and not _is_int(n, 1, MAX_CLASSES):
+        problem = f"num_classes: expected 1 to {MAX_CLASSES}, got {_short(n)}"
+    elif "classes" in meta and not (
+        isinstance(meta["classes"], list) and all(isinstance(c, str) for c in meta["classes"])
+    ):
+        problem = f"classes: expected a list of class names (strings), got {_short(meta['classes'])}"
+    elif "palette" in meta and not (
+        isinstance(meta["palette"], list)
+        and all(isinstance(c, list) and len(c) == 3 and all(_is_int(v, 0, 255) for v in c) for c in meta["palette"])
+    ):
+        problem = f"palette: expected a list of [R, G, B] colours of 0 to 255, got {_short(meta['palette'])}"
+    elif "ignore_index" in meta and not _is_int(meta["ignore_index"], 0, MAX_LABEL):
+        problem = f"ignore_index: expected a label value of 0 to {MAX_LABEL}, got {_short(meta['ignore_index'])}"
+    elif "config" in meta and not isinstance(meta["config"], dict):
+        problem = f"config: expected a mapping, got {_short(meta['config'])}"
+    elif "step" in meta and not _is_int(meta["step"], 0, 2**63 - 1):
+        problem = f"step: expected a step count, got {_short(meta['step'])}"
+    elif "sidecar" in meta and not _is_int(meta["sidecar"], SIDECAR_VERSION, 2**31):
+        problem = (
+            f"sidecar: version {_short(meta['sidecar'])} is not one gcnseg writes ({SIDECAR_VERSION}; "
+            "a sidecar from before digests were kept has no version key)"
+        )
+    elif "sha256" in meta and not (
+        isinstance(meta["sha256"], dict)
+        and all(isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for v in meta["sha256"].values())
+    ):
+        problem = f"sha256: expected file name -> SHA-256 in hex, got {_short(meta['sha256'])}"
+    if problem is not None:
+        raise CheckpointError(f"{path}: {problem}")
 
 
 def read_weights(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -334,15 +448,33 @@ def _read(path: str | os.PathLike, prefer: str) -> tuple[Path, dict[str, Any], d
 
 
 def load_model(path: str | os.PathLike, prefer: str = "best") -> tuple[nn.Module, Config, dict[str, Any]]:
-    """Rebuild the trained network of a checkpoint: ``(model in eval mode, config, sidecar)``."""
+    """Rebuild the trained network of a checkpoint: ``(model in eval mode, config, sidecar)``.
+    The sidecar is checked (:func:`read_meta`; its ``classes`` and ``palette`` hold one
+    entry per class, a missing ``palette`` is the VOC colour map), and so is its config:
+    by type, and by range where rebuilding and running the network reads it."""
     from .config import with_input_normalisation
+    from .data.base import color_map
     from .models import build_model
 
     ckpt, meta, state = _read(path, prefer)
-    cfg = config_from_dict(meta.get("config", {}), str(ckpt / META_FILE), saved=True)
+    where = ckpt / META_FILE
+    cfg = config_from_dict(meta.get("config", {}), str(where), saved=True)
     if not isinstance(meta.get("num_classes"), int):
-        raise CheckpointError(f"{ckpt / META_FILE}: no num_classes (not a gcnseg checkpoint sidecar)")
-    model = build_model(cfg.model, meta["num_classes"], pretrained=False)
-    load_weights(model, ckpt, state)
+        raise CheckpointError(f"{where}: no num_classes (not a gcnseg checkpoint sidecar)")
+    n = meta["num_classes"]
+    try:
+        model = build_model(cfg.model, n, pretrained=False)
+    except (ValueError, TypeError, KeyError) as e:  # a config no network is built from
+        raise CheckpointError(f"{where}: no network is built from its config ({_first_line(e)})") from None
+    load_weights(model, ckpt, state)  # the weights tell whether num_classes is right
+    for key in ("classes", "palette"):
+        if key in meta and len(meta[key]) != n:
+            raise CheckpointError(f"{where}: {key}: {len(meta[key])} entries for num_classes {n}")
+    meta = {**meta, "palette": meta.get("palette") or [list(c) for c in color_map(n)]}
     cfg = with_input_normalisation(cfg)  # a run folder written by hand may leave them to the backbone
     return model.eval(), cfg, meta
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__

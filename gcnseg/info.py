@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import Config
+from .config.schema import MAX_SIZE
 from .models import GCNSeg, plain_kernels
 
 # part of Fig. 2A -> attribute names of GCNSeg
@@ -29,12 +30,17 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def model_info(model: GCNSeg, size: tuple[int, int] = (512, 512)) -> dict:
-    """Parameters and forward FLOPs of each part of ``model`` for a ``1x3xHxW`` input."""
+    """Parameters and forward FLOPs of each part of ``model`` for a ``1x3xHxW`` input
+    (sides of 1 to :data:`~gcnseg.config.schema.MAX_SIZE`). A model built on the ``meta``
+    device (``with torch.device("meta"): build_model(...)``, as ``gcnseg info`` does) is
+    counted from shapes alone: the same counts, without weights, pixels or arithmetic."""
+    if len(size) != 2 or not all(isinstance(s, int) and 1 <= s <= MAX_SIZE for s in size):
+        raise ValueError(f"size: expected (height, width) of 1 to {MAX_SIZE} pixels, got {size!r}")
     was_training = model.training
     model.eval()
     # the plain convolutions: StripConv's faster CPU paths do the same products in other shapes
     with torch.no_grad(), plain_kernels(model), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, 3, *size))
+        model(torch.zeros(1, 3, *size, device=next(model.parameters()).device))
     model.train(was_training)
     flops = counter.get_flop_counts()
     root = type(model).__name__

@@ -13,6 +13,7 @@ would look valid and be wrong.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .config.schema import MAX_BOUNDARY_WIDTH, MAX_CLASSES, MAX_LABEL
 from .errors import DataError
 from .metrics import SegMetrics
 
 LABEL_MODES = ("L", "P", "I;16", "I;16L", "I;16B", "I")
-MAX_CLASSES = 65536  # a 16-bit label PNG holds no more
+# MAX_CLASSES (1024): the C x C confusion matrix of int64 stays small (8 MB; 65536 classes,
+# all a 16-bit label PNG could hold, would be 34 GB); the class count of a network is held
+# to the same bound (gcnseg.config.schema.check_num_classes)
 
 
 def _index_pngs(root: Path, problems: list[str]) -> dict[str, Path]:
@@ -65,12 +69,14 @@ def score_folders(
     """``(metrics, images, problems)`` of the label PNGs under ``pred_dir`` against those
     under ``gt_dir``; ``metrics`` is None when there is any problem (nothing is scored)."""
     c = num_classes
-    if c < 1:
-        raise DataError(f"--num-classes must be >= 1, got {c}")
+    if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+        raise DataError(f"--num-classes must be an integer >= 1, got {c!r}")
     if c > MAX_CLASSES:
-        raise DataError(f"--num-classes {c}: at most {MAX_CLASSES} (label PNGs hold 16-bit values)")
-    if boundary_width is not None and boundary_width < 0:
-        raise DataError(f"--boundary-width must be >= 0, got {boundary_width:g}")
+        raise DataError(f"--num-classes {c}: at most {MAX_CLASSES} (its confusion matrix must fit in memory)")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int) or not 0 <= ignore_index <= MAX_LABEL:
+        raise DataError(f"--ignore-index must be a label value of 0 to {MAX_LABEL}, got {ignore_index!r}")
+    if boundary_width is not None and not (math.isfinite(boundary_width) and 0 <= boundary_width <= MAX_BOUNDARY_WIDTH):
+        raise DataError(f"--boundary-width must be 0 to {MAX_BOUNDARY_WIDTH} pixels, got {boundary_width:g}")
     for d, what in ((pred_dir, "PRED_DIR"), (gt_dir, "GT_DIR")):
         if not d.is_dir():
             raise DataError(f"{what} {d} is not a folder")

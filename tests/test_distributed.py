@@ -67,7 +67,7 @@ def test_two_process_gloo_matches_single_process(tmp_path):
         show_progress=False,
     )
 
-    init = setup(load_config(None, COMMON + [f"out_dir={tmp_path / 'init'}"]))  # the same seed: the initial weights
+    init = setup(load_config(None, COMMON + ["train.freeze_bn=true", f"out_dir={tmp_path / 'init'}"]))  # same seed
     init.lock.close()
 
     a = load_file(str(resolve_checkpoint(ddp_dir, "last") / "model.safetensors"))

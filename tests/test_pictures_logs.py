@@ -170,6 +170,7 @@ def test_resumed_run_appends_to_train_log(tmp_path, capsys):
 def test_a_failed_run_says_why_in_train_log(tmp_path):
     run = tmp_path / "nan"
     over = ["train.iterations=20", "optim.lr=1e12", "optim.momentum=0.0", "optim.schedule=constant", "train.previews=0"]
+    over += ["train.checkpoint_every=1"]  # a checkpoint before the loss blows up: the run is kept, and its log
     with pytest.raises(Exception, match=r"loss is (nan|inf)"):
         train(load_config(None, TINY + [f"out_dir={run}", *over]), show_progress=False)
     log = (run / "train.log").read_text()

@@ -36,8 +36,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import GcnsegError
 
 METRICS = ("miou", "boundary_acc", "internal_acc", "pixel_acc", "mean_acc", "fwiou")
@@ -138,10 +136,9 @@ def load_table(path: str | Path) -> Table:
     path = Path(path)
     if not path.is_file():
         raise GcnsegError(f"{path}: table file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise GcnsegError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    from ..config.loading import MAX_CONFIG_BYTES, parse_yaml, read_text_bounded
+
+    data = parse_yaml(read_text_bounded(path, MAX_CONFIG_BYTES, "table"), str(path))  # bounded as configs are
     if not isinstance(data, dict):
         raise GcnsegError(f"{path}: expected a mapping with table, title, columns, networks")
     unknown = set(data) - {"table", "title", "base", "columns", "set", "networks"}

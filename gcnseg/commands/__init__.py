@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 
 from .. import __version__
@@ -67,13 +68,14 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
 
 
 def main(argv: list[str] | None = None) -> int:
+    args: argparse.Namespace | None = None
     try:
         args = parse(build_parser(), argv)
         code = int(importlib.import_module(f"{__name__}.{args._module}").run(args) or 0)
         sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
         return code
     except GcnsegError as e:
-        print(f"gcnseg: error: {e}", file=sys.stderr)
+        _error(str(e))
         return 2
     except Stopped as e:
         print(f"gcnseg: {e}", file=sys.stderr)
@@ -86,5 +88,59 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except OSError as e:  # the place: a full disk, a read-only or missing folder, a path that is a file
         where = e.filename if e.filename is not None else "gcnseg"
-        print(f"gcnseg: error: {where}: {e.strerror or e}", file=sys.stderr)
+        _error(f"{where}: {e.strerror or e}")
         return 2
+    except (MemoryError, RuntimeError) as e:  # out of memory, whatever allocated: one line that says what to do
+        if not _out_of_memory(e):
+            raise
+        _error(_memory_message(e, args))
+        return 2
+
+
+def _error(message: str) -> None:
+    """``gcnseg: error: MESSAGE`` on stderr, as one line of bounded length (a path or value
+    holding a line break shows it as ``\\n``)."""
+    text = message.strip().replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) > _MAX_MESSAGE:
+        text = text[: _MAX_MESSAGE - 3] + "..."
+    print(f"gcnseg: error: {text}", file=sys.stderr)
+
+
+_MAX_MESSAGE = 2000
+# what torch (CPU and CUDA allocators), numpy and the C library say when an allocation fails
+_NO_MEMORY = re.compile(
+    r"out of memory|can't allocate memory|cannot allocate memory|could not allocate|unable to allocate"
+    r"|failed to allocate|not enough memory",
+    re.IGNORECASE,
+)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, MemoryError) or bool(_NO_MEMORY.search(str(e)))
+
+
+# the command's inputs that may be too large, and what makes the work smaller
+_MEMORY_HINT: dict[str, tuple[str, str]] = {
+    "predict": ("inputs", "segment it in tiles with --tile SIZE (e.g. --tile 512), or on fewer scales"),
+    "eval": ("checkpoint", "evaluate in tiles with --tile SIZE (e.g. --tile 512), or on fewer scales"),
+    "vrf": ("image", "give a smaller --image"),
+    "train": ("config", "lower train.batch_size or data.crop_size"),
+    "serve": ("checkpoint", "serve smaller images (--max-side) or tiles (eval.tile=SIZE)"),
+}
+
+
+def _memory_message(e: BaseException, args: argparse.Namespace | None) -> str:
+    """One line for an allocation that failed: the command's input, what it asked for, and
+    what to do (a tiled pass for predict and eval). The input named is the one the work
+    was on where the library noted it on the error (``e.add_note``), else the command's."""
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    command = getattr(args, "_module", None) or "gcnseg"
+    attr, hint = _MEMORY_HINT.get(command, ("", "give it a smaller input"))
+    notes = getattr(e, "__notes__", None) or []
+    subject: object = notes[0] if notes else getattr(args, attr, None) if attr else None
+    if command == "predict" and not notes:
+        from ..config import is_override
+
+        subject = ", ".join(str(i) for i in (getattr(args, "inputs", None) or []) if not is_override(str(i)))
+    where = f"{subject}: " if subject else ""
+    return f"{where}out of memory in gcnseg {command} ({first}); {hint}"

@@ -19,19 +19,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--num-classes", type=positive_int, help="classes of the score maps (default: the config's dataset's, else 21)"
     )
-    p.add_argument("--size", type=positive_int, nargs="+", default=[512], help="input size: S or H W")
+    p.add_argument(
+        "--size", type=positive_int, nargs="+", default=[512], help="input size: S or H W (at most 16384 a side)"
+    )
     add_json(p, "the counts")
     add_overrides(p, "model.k=[15,15,11,7]")
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..config import apply_overrides, given, load_config
+    from ..config.schema import MAX_SIZE, check_num_classes
     from ..errors import GcnsegError
     from ..info import config_classes, format_info, model_info
     from ..models import build_model
 
     if (args.k and len(args.k) not in (1, 4)) or len(args.size) not in (1, 2):
         raise GcnsegError("--k takes one or four values, --size one or two")
+    if max(args.size) > MAX_SIZE:
+        raise GcnsegError(f"--size {' '.join(map(str, args.size))}: at most {MAX_SIZE} pixels a side")
+    if args.num_classes is not None:
+        try:
+            check_num_classes(args.num_classes)
+        except ValueError as e:
+            raise GcnsegError(f"--num-classes: {e}") from None
     check_json(args.json)
     k = None if not args.k else args.k[0] if len(args.k) == 1 else args.k
     cfg = apply_overrides(
@@ -51,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
     num_classes = args.num_classes or (config_classes(cfg) if args.config else 21)
     size = (args.size[0], args.size[-1])
     try:
-        model = build_model(cfg.model, num_classes, pretrained=False)
+        check_num_classes(num_classes)
+        with torch.device("meta"):  # shapes only: counted without weights or pixels, at any size in no time
+            model = build_model(cfg.model, num_classes, pretrained=False)
     except ValueError as e:
         raise GcnsegError(str(e)) from None
     info = model_info(model, size)

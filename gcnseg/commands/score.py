@@ -13,7 +13,9 @@ from .args import add_json, check_json, human, positive_int, write_json
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pred_dir", metavar="PRED_DIR", type=Path, help="predicted label PNGs (class ids)")
     p.add_argument("gt_dir", metavar="GT_DIR", type=Path, help="ground-truth label PNGs")
-    p.add_argument("--num-classes", type=positive_int, required=True, help="number of classes C (ids 0..C-1)")
+    p.add_argument(
+        "--num-classes", type=positive_int, required=True, help="number of classes C (ids 0..C-1; at most 1024)"
+    )
     p.add_argument("--ignore-index", type=int, default=255, help="ground-truth value that is never scored")
     p.add_argument(
         "--boundary-width",

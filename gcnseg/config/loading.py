@@ -1,14 +1,19 @@
-"""Reading, checking and overriding a :class:`~gcnseg.config.Config`: YAML through
-``yaml.safe_load`` only, every value checked against the dataclass types (a bad one
-is one line naming the source and the key), ``section.key=value`` overrides."""
+"""Reading, checking and overriding a :class:`~gcnseg.config.Config`: YAML through a
+bounded ``yaml.SafeLoader`` only (:class:`_BoundedLoader`: size, nesting, aliases and
+integer length bounded, so that no file or override can hang or exhaust the reader),
+every value checked against the dataclass types and ranges (a bad one is one line
+naming the source and the key), ``section.key=value`` overrides."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
+import reprlib
+import stat
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,7 +21,165 @@ from typing import Annotated, Any, Literal
 import yaml
 
 from ..normalisation import input_normalisation
-from .schema import RETIRED_KEYS, Config, ConfigError, check_config
+from .schema import READER_KEYS, RETIRED_KEYS, Config, ConfigError, check_config
+
+# bounds of what a config file (and each override's value) may ask of the YAML reader: a
+# config is a few KB, a handful of sections deep, and a file past these is refused in one
+# line before it is parsed (pure-Python PyYAML reads ~100 KB a second on a busy core)
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_YAML_DEPTH = 32  # nested collections: sections -> keys -> lists -> ...
+MAX_YAML_NODES = 200_000  # nodes of the document with every alias expanded ("billion laughs")
+MAX_INT_CHARS = 100  # an integer literal (2**63 has 19 digits; Python refuses str->int past 4300)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` within bounds, so that no file of :data:`MAX_CONFIG_BYTES` can
+    hang or exhaust the reader: collections nested at most :data:`MAX_YAML_DEPTH` deep
+    (deeper ones raised ``RecursionError``), integers of at most :data:`MAX_INT_CHARS`
+    characters (longer ones ``ValueError``), and at most :data:`MAX_YAML_NODES` nodes once
+    every alias is expanded. Anchors and aliases stay allowed (a config may share a value
+    and ``yaml.safe_dump`` may write them), but a document is measured, before anything
+    is built from it, as if each alias were a copy of what it names (:func:`_measure`):
+    a "billion laughs" of 1 KB (nine levels of nine aliases) is refused at once, and so
+    are aliases that nest a value too deep and an alias inside what it names (a cycle)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None:
+            _measure(node, {})
+        return node
+
+    def construct_yaml_int(self, node: Any) -> int:
+        if len(node.value) > MAX_INT_CHARS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of {len(node.value)} characters (at most {MAX_INT_CHARS})", node.start_mark
+            )
+        return int(super().construct_yaml_int(node))
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+
+
+def _measure(node: Any, seen: dict[int, tuple[int, int] | None], depth: int = 1) -> tuple[int, int]:
+    """``(nodes, height)`` of the YAML node graph under ``node`` (at ``depth``) with every
+    alias expanded: each shared node is measured once (``seen``: id -> its measure, None
+    while it is being measured), and the bounds are checked on the way down, so that an
+    alias cannot nest a value deeper than :data:`MAX_YAML_DEPTH` either."""
+    key = id(node)
+    if key in seen and seen[key] is None:
+        raise yaml.composer.ComposerError(None, None, "an alias inside the value it names", node.start_mark)
+    known = seen.get(key)
+    if depth + (known[1] if known else 0) > MAX_YAML_DEPTH:
+        raise yaml.composer.ComposerError(
+            None, None, f"nested deeper than {MAX_YAML_DEPTH} levels (its aliases expanded)", node.start_mark
+        )
+    if known:
+        return known
+    seen[key] = None
+    size, height = 1, 0
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    else:
+        children = []
+    for child in children:
+        n, h = _measure(child, seen, depth + 1)
+        size, height = size + n, max(height, h + 1)
+        if size > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"more than {MAX_YAML_NODES} values once its aliases are expanded", node.start_mark
+            )
+    seen[key] = (size, height)
+    return size, height
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """The YAML document ``text`` read safely and within bounds (:class:`_BoundedLoader`);
+    a bad or oversized one is a :class:`ConfigError` naming ``source``."""
+    try:
+        return _load_yaml(text)
+    except _NotYaml as e:
+        raise ConfigError(f"{source}: not valid YAML ({e})") from None
+
+
+class _NotYaml(Exception):
+    """Why a text is not a YAML document gcnseg reads (one line)."""
+
+
+def _load_yaml(text: str) -> Any:
+    if len(text) > MAX_CONFIG_BYTES:
+        raise _NotYaml(f"{len(text)} characters, more than a config holds (at most {MAX_CONFIG_BYTES})")
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)
+    except yaml.YAMLError as e:
+        raise _NotYaml(_yaml_problem(e)) from None
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error in one line: what, and where (line and column)."""
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem:
+        mark = e.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = f"{e.context}, {e.problem}" if e.context else e.problem
+        return " ".join(f"{what}{where}".split())
+    return " ".join(str(e).split())
+
+
+def read_text_bounded(path: str | os.PathLike[str], limit: int, what: str = "file") -> str:
+    """The UTF-8 text of the regular file ``path``, of at most ``limit`` bytes, read without
+    waiting on a FIFO or device and without reading more than ``limit + 1`` bytes of
+    anything; else a :class:`ConfigError` naming the file (an ``OSError`` where it cannot
+    be opened)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{path}: not a regular file (a {what} is read from a file)")
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise ConfigError(f"{path}: larger than a {what} can be (at most {limit} bytes)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); save the {what} as UTF-8"
+        ) from None
+
+
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 80
+_short.maxlist = _short.maxtuple = _short.maxdict = _short.maxset = 8
+_short.maxlevel = 3
+
+
+def _r(value: Any) -> str:
+    """``repr(value)``, cut short: an error message stays one readable line whatever the value."""
+    try:
+        return _short.repr(value)
+    except ValueError:  # an integer too long to print
+        return f"<{type(value).__name__}>"
+
+
+class _Unparsed(str):
+    """An override's value that is not valid YAML, kept as the text it is (a string key
+    takes it as typed), with why it is not YAML (for the keys that need a YAML value)."""
+
+    problem: str
 
 
 class _CheckFailed(ConfigError):
@@ -41,7 +204,7 @@ def _check_value(value: Any, tp: Any, where: str, checks: bool = True) -> Any:
         choices = typing.get_args(tp)
         if value in choices and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected one of {', '.join(map(str, choices))}, got {value!r}")
+        raise ConfigError(f"{where}: expected one of {', '.join(map(str, choices))}, got {_r(value)}")
     if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(tp):
             try:
@@ -50,19 +213,19 @@ def _check_value(value: Any, tp: Any, where: str, checks: bool = True) -> Any:
                 raise  # the value has this member's type but not its range: that is the message
             except ConfigError:
                 continue
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_r(value)}")
     if tp is type(None):
         if value is None:
             return None
-        raise ConfigError(f"{where}: expected null, got {value!r}")
+        raise ConfigError(f"{where}: expected null, got {_r(value)}")
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {_r(value)}")
         (arg,) = typing.get_args(tp)
         return [_check_value(v, arg, f"{where}[{i}]", checks) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {_r(value)}")
         return dict(value)
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -72,19 +235,21 @@ def _check_value(value: Any, tp: Any, where: str, checks: bool = True) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        raise ConfigError(f"{where}: expected a number, got {_r(value)}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        raise ConfigError(f"{where}: expected an integer, got {_r(value)}")
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        raise ConfigError(f"{where}: expected true or false, got {_r(value)}")
     if tp is str:
+        if isinstance(value, str) and "\0" not in value:
+            return str(value)  # a plain str (an _Unparsed override's text too)
         if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise _CheckFailed(f"{where}: a NUL character in {_r(value)}")
+        raise ConfigError(f"{where}: expected a string, got {_r(value)}")
     raise ConfigError(f"{where}: unsupported type {tp}")
 
 
@@ -95,26 +260,38 @@ def _type_name(tp: Any) -> str:
         return ", ".join(names[:-1]) + " or " + names[-1]
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(map(str, typing.get_args(tp)))
+    if typing.get_origin(tp) is Annotated:  # its checks say the range when a value is out of it
+        return _type_name(typing.get_args(tp)[0])
     if tp is type(None):
         return "null"
+    if typing.get_origin(tp) is list:
+        return f"list[{_type_name(typing.get_args(tp)[0])}]"
     return str(tp).replace("typing.", "") if typing.get_origin(tp) else tp.__name__
 
 
-def _build(cls: Any, data: dict[str, Any], where: str, checks: bool = True) -> Any:
+def _build(cls: Any, data: Any, where: str, checks: bool | Callable[[str], bool] = True) -> Any:
+    """An instance of the dataclass ``cls`` from ``data``, every value checked by type, and
+    by range where ``checks`` says so (a bool, or a function of the dotted key)."""
+    at = f"{where}: " if where else ""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{at}expected a mapping, got {_r(data)}")
     hints = typing.get_type_hints(cls, include_extras=True)
     known = {f.name: f for f in fields(cls)}
     kwargs = {}
     for key, value in data.items():
         if key not in known:
-            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
+            raise ConfigError(f"{at}unknown key {_r(key)} (known: {', '.join(known)})")
         tp = hints[key]
         sub = f"{where}.{key}" if where else key
         if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value or {}, sub, checks)
-        else:
-            kwargs[key] = _check_value(value, tp, sub, checks)
+            kwargs[key] = _build(tp, {} if value is None else value, sub, checks)
+            continue
+        try:
+            kwargs[key] = _check_value(value, tp, sub, checks(sub) if callable(checks) else checks)
+        except ConfigError:
+            if isinstance(value, _Unparsed):  # the type's message would show the text, not why
+                raise ConfigError(f"{sub}: {_r(str(value))} is not valid YAML ({value.problem})") from None
+            raise
     return cls(**kwargs)
 
 
@@ -197,18 +374,25 @@ def config_from_dict(data: dict[str, Any], source: str = "config", saved: bool =
     """Build a checked :class:`Config` from plain data; errors name ``source`` and the key.
 
     ``saved``: the data was written by gcnseg (a run's sidecar): its :data:`RETIRED_KEYS`
-    are dropped, and the ranges are not checked (a trained run stays readable when a
-    later version narrows what a new run may set), only the types."""
+    are dropped, and only the ranges of :data:`READER_KEYS` are checked (what rebuilding
+    and running the network reads, where a value out of range would crash or hang); the
+    rest only by type (a trained run stays readable when a later version narrows what a
+    new run may set)."""
     if saved and isinstance(data, dict):
         data = _drop_retired(data)
     try:
-        cfg: Config = _build(Config, data or {}, "", checks=not saved)
+        cfg: Config = _build(Config, {} if data is None else data, "", checks=_reader_key if saved else True)
+        check_config(cfg, saved=saved)
         if not saved:
-            check_config(cfg)
             _resolve_roots(cfg)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     return cfg
+
+
+def _reader_key(dotted: str) -> bool:
+    """Whether ``dotted`` is (under) one of :data:`READER_KEYS`."""
+    return any(dotted == k or dotted.startswith(k + ".") for k in READER_KEYS)
 
 
 def _drop_retired(data: dict[str, Any]) -> dict[str, Any]:
@@ -262,12 +446,15 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected section.key=value")
+            raise ConfigError(f"override {_r(item)}: expected section.key=value")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError:
-            value = raw
+        value: Any = None
+        if raw != "":
+            try:
+                value = _load_yaml(raw)
+            except _NotYaml as e:  # kept as the text: a string key takes it as typed
+                value = _Unparsed(raw)
+                value.problem = str(e)
         _set_dotted(data, key.strip(), value)
     return data
 
@@ -308,14 +495,29 @@ def with_input_normalisation(cfg: Config) -> Config:
     return apply_overrides(cfg, values={"data.mean": cfg.data.mean or mean, "data.std": cfg.data.std or std})
 
 
+def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
+    """The section ``name`` of ``data`` where it is a mapping, else empty (what it is instead
+    is for :func:`config_from_dict` to refuse, naming the key)."""
+    value = data.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _check_sections(data: dict[str, Any], source: str) -> None:
+    """Each section of a file's ``data`` is a mapping (or empty) before overrides merge into it."""
+    for name in _SECTIONS - {"name", "out_dir"}:
+        value = data.get(name)
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"{source}: {name}: expected a mapping (a section), got {_r(value)}")
+
+
 def _follow_the_backbone(before: dict[str, Any], after: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """``after`` with its normalisation back to None (the backbone's own) where the changes
     give another backbone or weights, leave ``data.mean`` / ``data.std`` alone, and those
     were the old backbone's own: a run's config.yaml with another backbone normalises
     for that backbone."""
-    m0, m1, d0 = before.get("model") or {}, after.get("model") or {}, before.get("data") or {}
+    m0, m1, d0 = _section(before, "model"), _section(after, "model"), _section(before, "data")
     changed = (m0.get("backbone"), m0.get("weights")) != (m1.get("backbone"), m1.get("weights"))
-    touched = {"mean", "std"} & set(changes.get("data") or {})
+    touched = {"mean", "std"} & set(_section(changes, "data"))
     if not changed or touched or d0.get("mean") is None:
         return after
     own = input_normalisation(m0.get("backbone") or "resnet50", m0.get("weights"))
@@ -356,13 +558,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         path = config_path(path)
         source = str(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        data = _drop_retired(data)
+        loaded = parse_yaml(read_text_bounded(path, MAX_CONFIG_BYTES, "config"), source)
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level, got {_r(loaded)}")
+        data = _drop_retired(loaded or {})
+        _check_sections(data, source)
     changed: set[str] = set()
     if overrides:
         changes = _parse_overrides(overrides)

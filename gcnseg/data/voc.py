@@ -18,7 +18,7 @@ from scipy.io import loadmat
 
 from ..errors import DataError
 from .base import FileSegmentation, color_map
-from .io import require_dir, require_file
+from .io import read_listing, require_dir, require_file
 
 VOC_CLASSES = [
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -46,7 +46,7 @@ def find_voc_root(root: str | Path | None) -> Path:
 def read_split(path: Path, what: str, hint: str) -> list[str]:
     """Stems listed one per line in a split file."""
     require_file(path, what, hint)
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [line.strip() for line in read_listing(path).splitlines() if line.strip()]
 
 
 def voc_split(base: Path, split: str) -> list[str]:

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..checkpoint import foreign_entries, load_train_state, load_weights, resolve_checkpoint
 from ..config import Config, with_input_normalisation
+from ..config.schema import MAX_CLASSES, MAX_STEPS
 from ..data import TransformedDataset, build_dataset
 from ..data.base import FileSegmentation
 from ..errors import GcnsegError
@@ -212,10 +213,16 @@ def setup(cfg: Config, resume: bool = False) -> Run:
             f"train.class_weights: {len(t.class_weights)} weights for the {train_set.num_classes} classes of "
             f"{cfg.data.dataset} (gcnseg data weights computes them)"
         )
+    if train_set.num_classes > MAX_CLASSES:
+        raise GcnsegError(f"{cfg.data.dataset}: {train_set.num_classes} classes; gcnseg trains at most {MAX_CLASSES}")
     steps_per_epoch = EpochSampler(len(train_set), t.batch_size, rank, world, t.seed, 0).steps()
     if steps_per_epoch == 0:
         raise GcnsegError(
             f"data: {len(train_set)} training images are fewer than one global batch ({t.batch_size} x {world} processes)"
+        )
+    if t.epochs is not None and t.epochs * steps_per_epoch > MAX_STEPS:
+        raise GcnsegError(
+            f"train.epochs={t.epochs}: {t.epochs * steps_per_epoch} steps, more than the {MAX_STEPS} a run can count"
         )
     check_batch_shapes(cfg, train_set, world)
     made = rank == 0 and not resume and not run_dir.exists()
