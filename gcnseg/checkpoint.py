@@ -14,6 +14,7 @@ Pointers name folders inside ``RUN/checkpoints``; one that leads elsewhere is re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -238,12 +239,17 @@ def checkpoint_files(ckpt: Path) -> list[Path]:
 
 
 def _prune(run_dir: Path) -> None:
-    """Keep only the checkpoints that a pointer names; nothing but checkpoint folders of
-    gcnseg's own naming (``step-NNNNNNN``) is ever removed."""
+    """Keep only the checkpoints that a pointer names: of the others, in folders of gcnseg's
+    own naming (``step-NNNNNNN``), the files a checkpoint is made of go, and the folder with
+    them unless something else was put in it (an export's ``model.onnx``: kept)."""
     keep = {p.resolve() for p in (_pointed(run_dir, "last"), _pointed(run_dir, "best")) if p is not None}
     for d in (run_dir / "checkpoints").iterdir():
         if d.is_dir() and not d.is_symlink() and re.fullmatch(r"step-\d{7}(-\d+)?", d.name) and d.resolve() not in keep:
-            shutil.rmtree(d, ignore_errors=True)
+            for name in (MODEL_FILE, META_FILE, STATE_FILE):
+                with contextlib.suppress(OSError):
+                    (d / name).unlink()
+            with contextlib.suppress(OSError):  # not empty: another's file stays, in its folder
+                d.rmdir()
 
 
 def resolve_checkpoint(path: str | os.PathLike, prefer: str = "best") -> Path:

@@ -110,6 +110,8 @@ def init_project(
         "train.init_from": None,
         **_splits(root),
     }
+    given = {item.split("=", 1)[0].strip() for item in overrides or []}  # what the user sets wins
+    own = {k: v for k, v in own.items() if not any(k == g or k.startswith(g + ".") for g in given)}
     cfg = apply_overrides(recipe_cfg, overrides, own, source=f"{recipe} for {root}")
     reports, sizes = {}, {}
     for split in dict.fromkeys((cfg.data.train_split, cfg.data.val_split)):
@@ -132,7 +134,7 @@ def init_project(
         "train.class_weights": weights,
         "train.max_minutes": None,
     }
-    cfg = apply_overrides(cfg, overrides, sized, source=f"{recipe} for {root}")
+    cfg = apply_overrides(cfg, values={k: v for k, v in sized.items() if k not in given}, source=f"{recipe} for {root}")
     text = config_text(cfg, recipe, config_path(recipe), n, sizes[cfg.data.val_split], method, list(train_ds.classes))
     if config_from_dict(yaml.safe_load(text), "gcnseg init").to_dict() != cfg.to_dict():
         raise GcnsegError("gcnseg init: the config text does not read back as the config (a bug; please report it)")

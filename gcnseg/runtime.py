@@ -286,6 +286,12 @@ def check_output(
         raise GcnsegError(
             f"{key} {path}: {'is a file, expected a folder' if folder else 'is a folder, expected a file'}"
         )
+    if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO or device: written into as it is
+        if not os.access(path, os.W_OK):
+            raise GcnsegError(f"{key} {path}: not writable")
+        return path
+    if path.is_symlink():  # written through: the place that counts is the target's
+        path = Path(os.path.realpath(path))
     parent = path if folder and path.exists() else path.parent
     while not parent.exists():
         parent = parent.parent
@@ -296,7 +302,8 @@ def check_output(
     where = Path(os.path.realpath(path))
     for item in inputs:
         read = Path(os.path.realpath(item))
-        if where == read or (read.is_dir() and where.is_relative_to(read)):
+        inside = (read.is_dir() and where.is_relative_to(read)) or (folder and read.is_relative_to(where))
+        if where == read or inside:
             raise GcnsegError(f"{key} {path}: {'is' if where == read else 'overlaps'} {item}, which this command reads")
     return path
 

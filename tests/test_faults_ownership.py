@@ -73,7 +73,10 @@ def test_pruning_removes_only_checkpoints_of_its_own_naming(run, tmp_path):
     (r / "checkpoints" / "mine").mkdir()
     (r / "checkpoints" / "mine" / "w.pt").write_bytes(b"keep me")
     (r / "notes.txt").write_text("keep me too")
+    old = resolve_checkpoint(r, "last")
+    (old / "model.onnx").write_bytes(b"an export")  # gcnseg export's default place
     assert inproc("train", "--resume", r, "train.iterations=6", "--no-progress").returncode == 0
+    assert sorted(p.name for p in old.iterdir()) == ["model.onnx"]  # the checkpoint's files went, the export stays
     assert (r / "checkpoints" / "mine" / "w.pt").read_bytes() == b"keep me"
     assert (r / "notes.txt").read_text() == "keep me too"
     assert resolve_checkpoint(r, "last").name == "step-0000006"

@@ -265,3 +265,32 @@ def test_eval_of_a_named_model_asks_for_its_data(capsys):
     assert main(["eval", "--model", "camvid-gcn-lite0", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "camvid-gcn-lite0: give its data with --root DIR" in err
+
+
+def test_review_fixes_of_the_command_layer(tmp_path, monkeypatch, capsys):
+    """A folder named like a recipe does not hide it; a long override is still an override;
+    init keeps the user's own settings; class names may hold spaces; --tile of three sizes
+    is one line; a run never goes into the folder of the config it reads."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "camvid").mkdir()  # a dataset folder of that name
+    assert load_config("camvid").name == "camvid-gcn"
+    from gcnseg.config import is_override
+
+    assert is_override("train.class_weights=[" + ",".join(["1.0"] * 100) + "]")  # longer than a file name
+    data = tmp_path / "d"
+    _void_folder(data)
+    (data / "classes.txt").write_text("road\nparked car\nsky\n")
+    out = tmp_path / "d.yaml"
+    assert main(["init", str(data), "--out", str(out), "data.void=[11]", "train.epochs=3", "out_dir=runs/x"]) == 0
+    cfg = load_config(out)
+    assert cfg.train.epochs == 3 and cfg.out_dir == "runs/x"  # the user's, not init's own
+    assert open_dataset(cfg.data, "train").classes == ["road", "parked car", "sky"]
+    capsys.readouterr()
+    assert main(["eval", "--model", "camvid-gcn-lite0", "--tile", "1", "2", "3"]) == 2
+    assert "--tile takes one or two sizes" in capsys.readouterr().err
+    exp = tmp_path / "exp1"
+    exp.mkdir()
+    (exp / "config.yaml").write_text("name: mine  # my notes\n")
+    assert main(["train", "--config", str(exp / "config.yaml"), f"out_dir={exp}"]) == 2
+    assert "which this command reads" in capsys.readouterr().err
+    assert (exp / "config.yaml").read_text() == "name: mine  # my notes\n"

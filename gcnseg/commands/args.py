@@ -93,7 +93,9 @@ def tile_value(tile: list[int] | None) -> int | list[int] | None:
     if not tile:
         return None
     if len(tile) > 2:
-        raise argparse.ArgumentTypeError(f"--tile takes one or two sizes (H W), got {len(tile)}")
+        from ..errors import GcnsegError
+
+        raise GcnsegError(f"--tile takes one or two sizes (H W), got {len(tile)}")
     return tile[0] if len(tile) == 1 else list(tile)
 
 

@@ -147,9 +147,10 @@ def read_text_bounded(path: str | os.PathLike[str], limit: int, what: str = "fil
     anything; else a :class:`ConfigError` naming the file (an ``OSError`` where it cannot
     be opened)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"{path}: not a regular file (a {what} is read from a file)")
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(f"{path}: not a regular file (a {what} is read from a file)")
         raw = f.read(limit + 1)
     if len(raw) > limit:
         raise ConfigError(f"{path}: larger than a {what} can be (at most {limit} bytes)")
@@ -322,7 +323,7 @@ def config_path(name_or_path: str | os.PathLike[str]) -> Path:
         return path
     known = recipes()
     name = str(name_or_path).removesuffix(".yaml")
-    if name in known and not path.exists():
+    if name in known:  # a folder of that name here (a dataset called camvid) does not hide the recipe
         return known[name]
     if path.exists():
         raise ConfigError(f"{path}: is not a file (--config takes a YAML file or a recipe's name)")
@@ -474,8 +475,13 @@ _OVERRIDE = re.compile(r"(?:(?:name|out_dir)|(?:[a-z_]+)(?:\.[A-Za-z0-9_-]+)+)=.
 def is_override(item: str) -> bool:
     """Whether a command-line item is a ``section.key=value`` override (or ``name=`` /
     ``out_dir=``) rather than a file: a path that exists is a file."""
-    if not _OVERRIDE.fullmatch(item) or Path(item).exists():
+    if not _OVERRIDE.fullmatch(item):
         return False
+    try:
+        if Path(item).exists():
+            return False
+    except OSError:  # a name longer than a path can be: not a file
+        pass
     key = item.split("=", 1)[0]
     return key in ("name", "out_dir") or key.split(".", 1)[0] in _SECTIONS
 

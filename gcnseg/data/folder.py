@@ -20,6 +20,7 @@ colours in ``classes.txt``, the classes get :func:`~gcnseg.data.base.distinct_pa
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,10 +44,13 @@ def read_classes(path: Path) -> tuple[list[str], list[tuple[int, int, int]] | No
         parts = line.split()
         if not parts:
             continue
-        colour = _colour(parts[1:])
-        if parts[1:] and colour is None:
+        # a colour is the line's last word (#RRGGBB) or last three (R G B); a name may hold spaces
+        digits = len(parts) - next((i + 1 for i, w in reversed(list(enumerate(parts))) if not w.isdigit()), 0)
+        tail = [] if len(parts) == 1 else parts[-1:] if parts[-1].startswith("#") else parts[len(parts) - digits :]
+        colour = _colour(tail) if tail else None
+        if (tail and colour is None) or len(tail) == len(parts):
             raise DataError(f"{path}:{n}: expected 'NAME', 'NAME R G B' or 'NAME #RRGGBB', got {line.strip()!r}")
-        names.append(parts[0])
+        names.append(" ".join(parts[: len(parts) - len(tail)]))
         colours.append(colour)
     if any(c is not None for c in colours) and not all(c is not None for c in colours):
         raise DataError(f"{path}: give a colour on every line or on none")
@@ -67,7 +71,7 @@ def _colour(words: list[str]) -> tuple[int, int, int] | None:
 
 def _share(stem: str) -> float:
     """Where a stem falls in [0, 1): a hash, the same on every machine and Python."""
-    return int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) / 16**8
+    return int(hashlib.sha1(os.fsencode(stem)).hexdigest()[:8], 16) / 16**8
 
 
 def hashed_split(stems: list[str], val_fraction: float) -> tuple[list[str], list[str]]:

@@ -341,7 +341,8 @@ def resume_changes(run_dir: Path, cfg: Config) -> dict[str, tuple[Any, Any]]:
     new = flatten(with_input_normalisation(cfg).to_dict())
     changes = {k: (saved.get(k), new.get(k)) for k in dict.fromkeys([*saved, *new]) if saved.get(k) != new.get(k)}
     for key, (old, value) in changes.items():
-        if key not in RESUMABLE and not key.startswith("eval."):
+        regrouped = key == "optim.encoder_lr_mult" and (old == 1) != (value == 1)  # one group or two
+        if regrouped or (key not in RESUMABLE and not key.startswith("eval.")):
             raise GcnsegError(
                 f"{run_dir}: {key} cannot change on a resumed run ({old!r} -> {value!r}); the run stays as it was. "
                 f"Start a new run from its weights instead: train.init_from={run_dir}"
