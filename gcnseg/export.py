@@ -80,7 +80,7 @@ def export_metadata(
         inp = f"image: uint8 N x H x W x 3, RGB 0-255 as decoded from a picture (any N, H, W); the graph applies {norm}"
         outp = "labels: int64 N x H x W, the class id of each pixel (an index into classes)"
     else:
-        inp = f"image: float32 N x 3 x H x W, RGB x in [0, 1] normalised as {norm} (any N, H, W)"
+        inp = f"image: float32 N x 3 x H x W, RGB pixels x of 0-255 normalised as {norm} (any N, H, W)"
         outp = f"logits: float32 N x {c} x H x W class scores; their argmax over dim 1 is the class id"
     out: dict[str, str] = {
         "gcnseg_version": __version__,

@@ -201,3 +201,34 @@ def test_resume_refuses_what_cannot_change_and_leaves_the_run(run, tmp_path, ove
     err = one_line(inproc("train", "--resume", r, override, "--no-progress"), key, "cannot change on a resumed run")
     assert "train.init_from=" in err
     assert digest(r) == before
+
+
+def test_hostile_pass_fixes(run, tmp_path):
+    """A run never goes inside the data it reads; a finished run resumed without a longer
+    schedule, or one shorter than the step reached, is one line; predict --out onto its
+    input folder says so."""
+    import shutil
+
+    data = tmp_path / "data"
+    make_folder(data, ["a", "b", "c"], ["bg", "fg"], size=(40, 40))
+    inside = data / "masks" / "run"
+    one_line(
+        inproc(
+            "train",
+            *TINY,
+            "data.dataset=folder",
+            f"data.root={data}",
+            "data.train_split=all",
+            "data.val_split=all",
+            f"out_dir={inside}",
+            "--no-progress",
+        ),
+        "which this command reads",
+    )
+    assert not inside.exists()
+    r = Path(shutil.copytree(run, tmp_path / "r"))
+    before = digest(r)
+    one_line(inproc("train", "--resume", r, "--no-progress"), "nothing to train")
+    one_line(inproc("train", "--resume", r, "train.iterations=2", "--no-progress"), "nothing to train")
+    assert digest(r) == before
+    one_line(inproc("predict", "--checkpoint", r, data / "images", "--out", data / "images"), "is the input folder")

@@ -63,7 +63,8 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
     if extra and all(is_override(e) for e in extra) and isinstance(getattr(args, target, None), list):
         getattr(args, target).extend(extra)
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        strays = [e for e in extra if not is_override(e)] or extra
+        parser.error(f"unrecognized arguments: {' '.join(strays)}")
     return args
 
 

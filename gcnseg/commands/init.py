@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import shlex
     from pathlib import Path
 
     from ..data.check import format_report
@@ -40,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
     for split, report in project.reports.items():
         print(format_report(report, open_dataset(cfg.data, split), f"{root}/{split}"))
     if any(r.bad for r in project.reports.values()):
-        print(f"gcnseg init: bad files above; nothing written (gcnseg data check --dataset folder --root {root})")
+        again = shlex.join(["gcnseg", "data", "check", "--dataset", "folder", "--root", str(root), "--split", "all",
+                            *args.overrides])  # fmt: skip
+        print(f"gcnseg init: bad files above; nothing written (to list them again: {again})")
         return 1
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, project.text)

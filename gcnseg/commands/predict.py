@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..checkpoint import checkpoint_files, load_model, resolve_checkpoint
     from ..config import apply_overrides, given, split_overrides
     from ..errors import GcnsegError
@@ -36,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     if not inputs_given:
         raise GcnsegError("no INPUT given: name image files or folders to segment")
     out = check_output(args.out, "--out", folder=True)
+    for item in inputs_given:  # (an output folder inside an input folder is skipped when it is searched)
+        if Path(item).is_dir() and Path(item).resolve() == out.resolve():
+            raise GcnsegError(f"--out {args.out}: is the input folder {item}; write the pictures elsewhere")
     files = find_images(inputs_given, skip=out)
     check_json(args.json, [f for f, _ in files] + checkpoint_files(resolve_checkpoint(args.checkpoint)))
     if not files:

@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..checkpoint import CheckpointError, last_good
     from ..config import apply_overrides, config_path, load_config
+    from ..data import dataset_roots
     from ..errors import GcnsegError
     from ..runtime import check_output, is_main
     from ..train import format_summary, train
@@ -37,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.config and not args.overrides:
             raise GcnsegError("give --config NAME|FILE (gcnseg configs lists the recipes) or KEY=VALUE overrides")
         cfg = load_config(args.config, args.overrides)
-        check_output(cfg.out_dir, "out_dir", folder=True, inputs=[config_path(args.config)] if args.config else [])
+        reads: list[str | Path] = [*dataset_roots(cfg.data), *([config_path(args.config)] if args.config else [])]
+        check_output(cfg.out_dir, "out_dir", folder=True, inputs=reads)
     try:
         summary = train(cfg, resume=bool(args.resume), show_progress=not args.no_progress)
     except OSError as e:  # a full disk, a read-only folder: what was saved stays as it was

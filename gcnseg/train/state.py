@@ -285,6 +285,12 @@ def _build_run(
         # the log records of the steps after the checkpoint go: they are done again
         state.saved_step = log_from = state.step
 
+    finished = (run_dir / "summary.json").is_file() and state.step == total  # validated and summarised
+    if resume and (state.step > total or finished):
+        raise GcnsegError(
+            f"{run_dir}: the run is at step {state.step} of a schedule of {total}: nothing to train; "
+            f"to train longer, give train.iterations (or train.epochs) beyond step {state.step}"
+        )
     if rank == 0:  # once the resumed state fits: a refused resume leaves the run's config as it was
         atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
     ddp = model
