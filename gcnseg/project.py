@@ -88,6 +88,24 @@ def _splits(root: Path) -> dict[str, Any]:
     return {"data.train_split": "train", "data.val_split": "val", "data.options.val_fraction": 0.1}
 
 
+def _crops_for(cfg: Config, train_ds: Any) -> dict[str, Any]:
+    """The recipe's crop and pad sizes, made no larger than the smallest training image
+    (read from the files' headers): small pictures are not padded out to the recipe's
+    crops, whose padding would be most of what the network sees."""
+    from .train.state import training_image_sizes
+
+    d = cfg.data
+    sizes = [hw for _, hw in training_image_sizes(train_ds)]
+    if not sizes or d.crop_size is None:
+        return {}
+    w, h = min(s[0] for s in sizes), min(s[1] for s in sizes)
+    ch, cw = (d.crop_size, d.crop_size) if isinstance(d.crop_size, int) else d.crop_size
+    if h >= ch and w >= cw:
+        return {}
+    crop = [min(ch, h), min(cw, w)]
+    return {"data.crop_size": crop, "data.pad_size": crop if d.pad_size is not None else None}
+
+
 def epochs_for(images: int) -> int:
     """Epochs that show the network about :data:`IMAGES_SEEN` training images."""
     return max(EPOCHS[0], min(EPOCHS[1], math.ceil(IMAGES_SEEN / max(images, 1))))
@@ -133,6 +151,7 @@ def init_project(
         "train.val_every": steps * max(1, epochs // VALIDATIONS),
         "train.class_weights": weights,
         "train.max_minutes": None,
+        **_crops_for(cfg, train_ds),
     }
     cfg = apply_overrides(cfg, values={k: v for k, v in sized.items() if k not in given}, source=f"{recipe} for {root}")
     text = config_text(cfg, recipe, config_path(recipe), n, sizes[cfg.data.val_split], method, list(train_ds.classes))

@@ -192,6 +192,7 @@ def test_init_writes_a_commented_config_sized_to_the_data(tmp_path, monkeypatch,
     assert cfg.train.epochs == 300  # 15,000 images seen, at most 300 epochs
     assert cfg.train.class_weights is not None and len(cfg.train.class_weights) == 3
     assert cfg.train.amp == "auto" and cfg.model.backbone == "timm/tf_efficientnet_lite0"
+    assert cfg.data.crop_size == [16, 16] == cfg.data.pad_size  # no larger than the 16x16 pictures (recipe: 352x480)
     assert "  epochs: 300  # passes over the training split" in text
     assert "  void: [11]  # label values that are ignored (not a class)" in text
     assert "# The camvid_lite0 recipe (gcnseg configs camvid_lite0):" in text
