@@ -122,11 +122,12 @@ def last_good(run_dir: Path) -> Path | None:
         return None
 
 
-def _check_digest(ckpt: Path, name: str) -> None:
+def _check_digest(ckpt: Path, name: str, meta: dict[str, Any] | None = None) -> None:
     """The file ``name`` of checkpoint ``ckpt`` has the SHA-256 that its sidecar recorded.
     Every sidecar must hold it, except one written before digests were kept (version 1,
-    :func:`_undigested`), which has none to check: that is said once, never silent."""
-    meta = read_meta(ckpt)
+    :func:`_undigested`), which has none to check: that is said once, never silent.
+    ``meta``: the sidecar, where the caller has read it already."""
+    meta = read_meta(ckpt) if meta is None else meta
     if _undigested(meta):
         if ckpt not in _unchecked:
             _unchecked.add(ckpt)
@@ -387,9 +388,10 @@ def _check_sidecar(meta: dict[str, Any], path: Path) -> None:
         raise CheckpointError(f"{path}: {problem}")
 
 
-def read_weights(ckpt: Path) -> dict[str, torch.Tensor]:
-    """The tensors of ``ckpt/model.safetensors``, after checking its SHA-256 against the sidecar's."""
-    _check_digest(ckpt, MODEL_FILE)
+def read_weights(ckpt: Path, meta: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of ``ckpt/model.safetensors``, after checking its SHA-256 against the
+    sidecar's (``meta``, where the caller has read it already)."""
+    _check_digest(ckpt, MODEL_FILE, meta)
     try:
         return load_file(str(ckpt / MODEL_FILE))
     except Exception as e:
@@ -446,7 +448,8 @@ def _read(path: str | os.PathLike, prefer: str) -> tuple[Path, dict[str, Any], d
     while True:
         ckpt = resolve_checkpoint(path, prefer)
         try:
-            return ckpt, read_meta(ckpt), read_weights(ckpt)
+            meta = read_meta(ckpt)  # read once: the digest checked is the one of the sidecar returned
+            return ckpt, meta, read_weights(ckpt, meta)
         except (CheckpointError, FileNotFoundError):
             tries -= 1
             if tries == 0 or resolve_checkpoint(path, prefer) == ckpt:
