@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from .config import Config, apply_overrides, config_from_dict, config_path, flatten, load_config
-from .data import open_dataset
+from .data import SegmentationDataset, open_dataset
 from .data.check import CheckReport, check_dataset
 from .data.weights import class_pixels, class_weights
 from .errors import GcnsegError
@@ -78,6 +78,7 @@ class Project:
     val_images: int
     reports: dict[str, CheckReport]
     weights: list[float] | None
+    datasets: dict[str, SegmentationDataset]  # each split, opened once (the reports name their classes)
 
 
 def _splits(root: Path) -> dict[str, Any]:
@@ -131,12 +132,10 @@ def init_project(
     given = {item.split("=", 1)[0].strip() for item in overrides or []}  # what the user sets wins
     own = {k: v for k, v in own.items() if not any(k == g or k.startswith(g + ".") for g in given)}
     cfg = apply_overrides(recipe_cfg, overrides, own, source=f"{recipe} for {root}")
-    reports, sizes = {}, {}
-    for split in dict.fromkeys((cfg.data.train_split, cfg.data.val_split)):
-        ds = open_dataset(cfg.data, split)
-        reports[split] = check_dataset(ds)
-        sizes[split] = len(ds)
-    train_ds = open_dataset(cfg.data, cfg.data.train_split)
+    datasets = {s: open_dataset(cfg.data, s) for s in dict.fromkeys((cfg.data.train_split, cfg.data.val_split))}
+    reports = {split: check_dataset(ds) for split, ds in datasets.items()}
+    sizes = {split: len(ds) for split, ds in datasets.items()}
+    train_ds = datasets[cfg.data.train_split]
     weights = None
     if not reports[cfg.data.train_split].bad:
         pixels, present = class_pixels(train_ds)
@@ -157,7 +156,7 @@ def init_project(
     text = config_text(cfg, recipe, config_path(recipe), n, sizes[cfg.data.val_split], method, list(train_ds.classes))
     if config_from_dict(yaml.safe_load(text), "gcnseg init").to_dict() != cfg.to_dict():
         raise GcnsegError("gcnseg init: the config text does not read back as the config (a bug; please report it)")
-    return Project(cfg, text, n, sizes[cfg.data.val_split], reports, weights)
+    return Project(cfg, text, n, sizes[cfg.data.val_split], reports, weights, datasets)
 
 
 def _flow(value: Any) -> str:

@@ -36,10 +36,8 @@ def run(args: argparse.Namespace) -> int:
         raise GcnsegError(f"--out {out}: exists; gcnseg init writes a new file (remove it or choose another)")
     project = init_project(root, args.recipe, args.overrides, args.method)
     cfg = project.config
-    from ..data import open_dataset
-
     for split, report in project.reports.items():
-        print(format_report(report, open_dataset(cfg.data, split), f"{root}/{split}"))
+        print(format_report(report, project.datasets[split], f"{root}/{split}"))
     if any(r.bad for r in project.reports.values()):
         again = shlex.join(["gcnseg", "data", "check", "--dataset", "folder", "--root", str(root), "--split", "all",
                             *args.overrides])  # fmt: skip
