@@ -197,7 +197,13 @@ def preprocess(model: nn.Module, image: ImageLike) -> torch.Tensor:
 
 
 def segment(
-    model: nn.Module, images: ImageLike | Sequence[ImageLike], scores: bool = False, *, eager: bool = False
+    model: nn.Module,
+    images: ImageLike | Sequence[ImageLike],
+    scores: bool = False,
+    *,
+    eager: bool = False,
+    precision: str = "auto",
+    compile: str = "auto",
 ) -> Result | list[Result]:
     """Class ids (``H x W`` int64 numpy, at the image's size) of an image, exactly as
     ``gcnseg predict`` writes them for it; a list for a list of images (or a batch:
@@ -212,20 +218,23 @@ def segment(
     ``C x H x W`` (float32, on the CPU) that the labels are the argmax of (before the CRF,
     where the config asks for one). ``eager=True``: the network as it is, not the
     optimised copy that ``gcnseg predict`` runs by default (made on first use and when
-    the weights change). Always in eval mode, whatever the model's."""
-    if isinstance(images, (list, tuple)):
-        return [_segment_one(model, im, scores, eager) for im in images]
-    if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
-        return [_segment_one(model, im, scores, eager) for im in images]
-    return _segment_one(model, cast(ImageLike, images), scores, eager)
+    the weights change). ``precision`` and ``compile`` as ``gcnseg predict``'s flags
+    (:func:`gcnseg.optimize.inference_model`; ``compile="auto"`` compiles for a list long
+    enough to repay it; int8 needs ``model.config.data.root``). Always in eval mode,
+    whatever the model's."""
+    path = {"eager": eager, "precision": precision, "compile": compile}
+    if isinstance(images, (list, tuple)) or (isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4):
+        path["passes"] = len(images)
+        return [_segment_one(model, im, scores, path) for im in images]
+    return _segment_one(model, cast(ImageLike, images), scores, {**path, "passes": 1})
 
 
-def _segment_one(model: nn.Module, image: ImageLike, scores: bool, eager: bool) -> Result:
+def _segment_one(model: nn.Module, image: ImageLike, scores: bool, path: dict[str, Any]) -> Result:
     cfg = _config(model)
     rgb = to_rgb(image)
     device = _model_device(model)
-    if not eager:
-        return _labels_and_scores(_optimised(model), rgb, cfg, device, scores)
+    if not path["eager"]:
+        return _labels_and_scores(_optimised(model, path), rgb, cfg, device, scores)
     was_training = model.training
     model.eval()
     try:
@@ -234,21 +243,29 @@ def _segment_one(model: nn.Module, image: ImageLike, scores: bool, eager: bool) 
         model.train(was_training)
 
 
-def _optimised(model: nn.Module) -> nn.Module:
-    """:func:`gcnseg.optimize.optimize_for_inference` of ``model`` (what ``gcnseg predict``
-    runs), kept while the weights stay as they are (the same tensors, unmodified in place)."""
-    from .optimize import optimize_for_inference
+def _optimised(model: nn.Module, path: dict[str, Any]) -> nn.Module:
+    """:func:`gcnseg.optimize.inference_model` of ``model`` (what ``gcnseg predict``
+    runs), kept while the weights and the path asked for stay as they are (the same
+    tensors, unmodified in place)."""
+    from .compiled import COMPILE_MIN_PASSES
+    from .optimize import inference_model
 
     cache = vars(model).get("_gcnseg_optimised")
     if not isinstance(cache, _Optimised):
         cache = vars(model)["_gcnseg_optimised"] = _Optimised()
-    key = tuple(
+    compile = path["compile"]
+    if compile == "auto" and path["passes"] < COMPILE_MIN_PASSES:
+        compile = "off"  # (GCNSEG_COMPILE may still turn a long list's "auto" off)
+    key = (path["precision"], compile) + tuple(
         (t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape))
         for t in itertools.chain(model.parameters(), model.buffers())
     )
     if cache.net is None or cache.key != key:
         cache.net, cache.key = None, None  # the old copy freed before the new one is made
-        cache.net, cache.key = optimize_for_inference(model), key
+        net = inference_model(
+            model, precision=path["precision"], compile=compile, passes=path["passes"], data=_config(model).data
+        )
+        cache.net, cache.key = net, key
     return cache.net
 
 

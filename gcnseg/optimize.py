@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -167,3 +169,74 @@ def optimize_for_inference(
         net.backbone.to(dtype)
         net.heads = nn.ModuleList(bf16_reader(h) for h in net.heads)
     return InferenceModel(model, channels_last, dtype).eval()
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+COMPILE = ("auto", "on", "off")
+
+
+def inference_model(
+    model: nn.Module,
+    *,
+    eager: bool = False,
+    precision: str = "auto",
+    compile: str = "auto",
+    passes: int | None = None,
+    data: Any = None,
+    notify: Callable[[str], None] | None = None,
+    int8_agreement: float | None = None,
+) -> nn.Module:
+    """The network that ``eval``, ``predict``, ``serve`` and the API run, in one place.
+
+    - ``eager``: ``model`` as it is (no folding, no compiling);
+    - ``precision="int8"``: :class:`gcnseg.int8.Int8Model`, calibrated on the training
+      split of ``data`` (a :class:`~gcnseg.config.DataConfig` with its root), CPU only,
+      keeping ``int8_agreement`` (a fraction; default :data:`gcnseg.int8.AGREEMENT_TARGET`);
+    - else :func:`optimize_for_inference` at ``precision``, compiled
+      (:class:`gcnseg.compiled.CompiledModel`) when ``compile="on"``, or ``"auto"`` and the
+      job is long enough to repay it: ``passes`` (forward passes it will run; None: a
+      long-lived process such as ``serve``) at least ``COMPILE_MIN_PASSES``. The
+      environment variable ``GCNSEG_COMPILE`` (on, off) decides ``"auto"`` where it is set,
+      e.g. ``GCNSEG_COMPILE=off`` for a machine where compiling is not wanted.
+    """
+    from .compiled import COMPILE_MIN_PASSES, CompiledModel, compiler_available
+    from .errors import GcnsegError
+
+    if precision not in PRECISIONS:
+        raise GcnsegError(f"precision {precision!r}: expected {', '.join(PRECISIONS)}")
+    if compile not in COMPILE:
+        raise GcnsegError(f"compile {compile!r}: expected {', '.join(COMPILE)}")
+    if compile == "auto":
+        compile = os.environ.get("GCNSEG_COMPILE", "auto").strip().lower() or "auto"
+        if compile not in COMPILE:
+            raise GcnsegError(f"GCNSEG_COMPILE={compile}: expected {', '.join(COMPILE)}")
+    if eager:
+        return model
+    device = next(model.parameters()).device
+    if precision == "int8":
+        from .int8 import Int8Model, calibration_sets, require_onnxruntime
+
+        if device.type != "cpu":
+            raise GcnsegError(f"precision int8 runs on the CPU (this model is on {device}); use --device cpu")
+        require_onnxruntime()
+        if data is None or data.root is None:
+            raise GcnsegError(
+                "precision int8 calibrates on the model's training split: give its data (--root DIR, or data.root=DIR)"
+            )
+        return Int8Model(model, *calibration_sets(data), notify=notify, target=int8_agreement)
+    fast = optimize_for_inference(model, precision=precision)
+    wanted = compile == "on" or (compile == "auto" and (passes is None or passes >= COMPILE_MIN_PASSES))
+    if not wanted:
+        return fast
+    if not compiler_available(device):
+        (notify or _stderr)(
+            "no compiler for torch.compile on this machine (a C++ compiler on the CPU); running uncompiled"
+        )
+        return fast
+    return CompiledModel(fast, notify)
+
+
+def _stderr(line: str) -> None:
+    import sys
+
+    print(f"gcnseg: {line}", file=sys.stderr)

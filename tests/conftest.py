@@ -5,6 +5,7 @@ path share (built once for all xdist workers, read-only: copy it to change it)."
 import hashlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,10 @@ import torch
 from fakes import once_per_session
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# no torch.compile unless a test asks for it (a compile takes minutes on the CI's cores), and
+# quantised networks cached in a folder of the tests' own, not the user's ~/.cache
+os.environ["GCNSEG_COMPILE"] = "off"
+os.environ.setdefault("GCNSEG_CACHE", tempfile.mkdtemp(prefix="gcnseg-test-cache-"))
 torch.set_num_threads(1)
 # one core per xdist worker: train.threads=auto (every core the process may use) is then 1
 # in the tests and their subprocesses, and two workers never share a core

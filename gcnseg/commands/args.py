@@ -57,6 +57,49 @@ def add_config(p: argparse.ArgumentParser, what: str = "the config") -> None:
     )
 
 
+def add_inference(p: argparse.ArgumentParser) -> None:
+    """``--eager``, ``--precision``, ``--compile``: which inference path runs
+    (:func:`gcnseg.optimize.inference_model`)."""
+    p.add_argument("--eager", action="store_true", help="run the plain model: no optimised path, no compiling")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "int8"),
+        default="auto",
+        help="auto: bf16 where the CPU has native bf16, else fp32; int8: quantised with ONNX Runtime, "
+        "calibrated on the model's training split (needs its data and 'gcnseg[onnx]')",
+    )
+    add_int8_agreement(p)
+    p.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="torch.compile the optimised network (auto: when the job is long enough to repay compiling)",
+    )
+
+
+def percent(text: str) -> float:
+    """An ``argparse`` type: a percentage from 0 to 100."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected a percentage from 0 to 100, got {value:g}")
+    return value
+
+
+def add_int8_agreement(p: argparse.ArgumentParser) -> None:
+    """``--int8-agreement PCT``: the guard of the int8 path (:mod:`gcnseg.int8`)."""
+    p.add_argument(
+        "--int8-agreement",
+        type=percent,
+        default=99.5,
+        metavar="PCT",
+        help="int8 keeps at least this %% argmax agreement with float32 on validation images: layers that "
+        "cost it stay float32, and a network that cannot keep it runs float32",
+    )
+
+
 def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device",

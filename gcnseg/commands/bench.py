@@ -25,6 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--repeats", type=positive_int, default=5, help="timed calls per model (median)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per model first")
+    p.add_argument(
+        "--paths",
+        metavar="CAMVID",
+        help="also time the inference paths of camvid-gcn-lite0 (eager, optimised, compiled, int8: agreement on "
+        "CamVid val, int8 calibrated on its train) and its training step eager and compiled, on the CamVid "
+        "folder CAMVID (minutes: it compiles and quantises)",
+    )
     add_json(p, "the measurements")
     p.add_argument(
         "--skip",
@@ -107,6 +114,23 @@ def run(args: argparse.Namespace) -> int:
             f"peak memory, optimised inference on 1x3x1024x2048: {r['peak_rss_gib']:.2f} GiB "
             f"(process with the model loaded: {r['model_loaded_rss_gib']:.2f} GiB)"
         )
+    if args.paths:
+        from ..bench.paths import bench_paths
+
+        r = bench_paths(args.paths, args.repeats, args.warmup, say=lambda line: say(f"  {line}"))
+        result["paths"] = r
+        isa = result["instruction_set"]
+        say(
+            format_rows(f"inference paths, camvid-gcn-lite0 1x3x360x480, {isa}, {args.threads} threads", r["inference"])
+        )
+        for row in r["inference"]:
+            extra = f", int8: {row['int8']}" if "int8" in row else ""
+            say(
+                f"  {row['name']}: {row['speedup']:.2f}x eager fp32, argmax agreement {100 * row['argmax_agreement']:.2f}% "
+                f"on CamVid val, first call {row['first_call_s']:.0f} s{extra}"
+            )
+        if "train" in r:
+            say(format_rows(f"training step, 4 crops of 352x480, fp32, {isa} (goal: at most 1.2x)", r["train"]))
     if "gpu" not in args.skip and torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True  # every model autotuned alike, in the warm-up calls
         rows = {}

@@ -8,6 +8,7 @@ import argparse
 from .args import (
     add_checkpoint,
     add_device,
+    add_inference,
     add_json,
     add_limit,
     add_overrides,
@@ -30,7 +31,7 @@ def add_test_time(p: argparse.ArgumentParser) -> None:
         "--crf", action="store_true", help="eval.crf=true: dense CRF post-processing (pip install 'gcnseg[crf]')"
     )
     add_tile(p)
-    p.add_argument("--eager", action="store_true", help="run the plain model, not the optimised inference path")
+    add_inference(p)
 
 
 def test_time_values(args: argparse.Namespace) -> dict:
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import DataError, GcnsegError
     from ..evaluate import FirstN, evaluate
     from ..metrics import format_metrics
+    from ..optimize import inference_model
     from ..runtime import resolve_device
 
     check_json(args.json)
@@ -96,11 +98,16 @@ def run(args: argparse.Namespace) -> int:
     if args.limit:
         dataset = FirstN(dataset, args.limit)
     device = resolve_device(args.device)
-    model = model.to(device)
-    if not args.eager:
-        from ..optimize import optimize_for_inference
-
-        model = optimize_for_inference(model)  # on its device: "auto" precision is bf16 on CPU only
+    model = model.to(device)  # before choosing the path: "auto" precision is bf16 on CPU only
+    model = inference_model(
+        model,
+        eager=args.eager,
+        precision=args.precision,
+        compile=args.compile,
+        passes=len(dataset) * len(cfg.eval.scales) * (2 if cfg.eval.flip else 1),
+        data=cfg.data,
+        int8_agreement=args.int8_agreement / 100,
+    )
     result = evaluate(
         model,
         dataset,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_checkpoint, add_overrides
+from .args import add_checkpoint, add_int8_agreement, add_overrides, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,6 +22,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="input uint8 RGB N x H x W x 3 as decoded from a picture, output the label map N x H x W "
         "(normalisation and argmax inside the graph); default: normalised float N x 3 x H x W in, logits out",
     )
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "int8"],
+        default="fp32",
+        help="int8: ONNX quantised with ONNX Runtime for one input size (--size), calibrated on the model's "
+        "training split (--root), kept only where its predictions agree with float32 (--int8-agreement)",
+    )
+    p.add_argument("--size", type=positive_int, nargs=2, metavar=("H", "W"), help="the input size of an int8 export")
+    p.add_argument("--root", help="data.root: the model's dataset, to calibrate an int8 export")
+    add_int8_agreement(p)
     add_overrides(p, "data.mean=[0.5,0.5,0.5]")
 
 
@@ -30,12 +40,14 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..checkpoint import checkpoint_files, load_model, resolve_checkpoint
-    from ..config import apply_overrides
+    from ..config import apply_overrides, given
     from ..errors import GcnsegError
     from ..export import ONNX_OPSETS, export_metadata, export_onnx, export_torchscript
     from ..runtime import check_output
     from ..zoo import ZOO
 
+    if args.precision == "int8" and (args.format != "onnx" or args.end_to_end or not args.size):
+        raise GcnsegError("--precision int8 writes ONNX for one input size: give --size H W (no --end-to-end)")
     if args.format == "onnx" and args.opset not in ONNX_OPSETS:
         raise GcnsegError(
             f"--opset {args.opset}: expected {ONNX_OPSETS.start} to {ONNX_OPSETS.stop - 1} (what torch's exporter writes)"
@@ -52,13 +64,28 @@ def run(args: argparse.Namespace) -> int:
         raise GcnsegError(f"{out.parent}: output folder does not exist")
     check_output(out, "--out", inputs=checkpoint_files(ckpt))
     model, cfg, meta = load_model(args.checkpoint)
-    cfg = apply_overrides(cfg, args.overrides)
+    cfg = apply_overrides(cfg, args.overrides, given({"data.root": args.root}))
     # a named model: its name, not a path inside site-packages
     source = args.checkpoint if args.checkpoint in ZOO and not Path(args.checkpoint).exists() else str(ckpt)
     e2e = args.end_to_end
     with warnings.catch_warnings():  # the exporters' notes on traced sizes are expected here
         warnings.simplefilter("ignore")
-        if args.format == "onnx":
+        if args.precision == "int8":
+            from ..int8 import export_int8, require_onnxruntime
+
+            require_onnxruntime()
+            if cfg.data.root is None:
+                raise GcnsegError("--precision int8 calibrates on the model's training split: give --root DIR")
+            record = export_int8(
+                model, out, tuple(args.size), cfg.data, export_metadata(meta, cfg, source), args.int8_agreement / 100,
+                notify=print,
+            )  # fmt: skip
+            print(
+                f"int8: {len(record['float32_nodes'])} of {record['convolutions']} convolutions float32, "
+                f"argmax agreement with float32 {100 * record['agreement']:.2f}% on {record['check_images']} "
+                "validation images"
+            )
+        elif args.format == "onnx":
             export_onnx(model, out, opset=args.opset, meta=meta, cfg=cfg, source=source, end_to_end=e2e)
         else:
             export_torchscript(model, out, meta=meta, cfg=cfg, source=source, end_to_end=e2e)

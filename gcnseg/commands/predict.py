@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import checkpoint_files, load_model, resolve_checkpoint
     from ..config import apply_overrides, given, split_overrides
     from ..errors import GcnsegError
+    from ..optimize import inference_model
     from ..predict import IMAGE_SUFFIXES, find_images, write_predictions
     from ..runtime import check_output, resolve_device
 
@@ -49,11 +50,16 @@ def run(args: argparse.Namespace) -> int:
     model, cfg, meta = load_model(args.checkpoint)
     cfg = apply_overrides(cfg, overrides, given(test_time_values(args)))
     device = resolve_device(args.device)
-    model.to(device)  # before optimising: "auto" precision is bf16 on CPU only
-    if not args.eager:
-        from ..optimize import optimize_for_inference
-
-        model = optimize_for_inference(model)
+    model.to(device)  # before choosing the path: "auto" precision is bf16 on CPU only
+    model = inference_model(
+        model,
+        eager=args.eager,
+        precision=args.precision,
+        compile=args.compile,
+        passes=len(files) * len(cfg.eval.scales) * (2 if cfg.eval.flip else 1),
+        data=cfg.data,
+        int8_agreement=args.int8_agreement / 100,
+    )
     palette = [tuple(c) for c in meta["palette"]]
     to = human(args.json)
     lines = (lambda line: None) if args.no_progress else (lambda line: print(line, file=to))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_device, add_overrides, positive_int
+from .args import add_device, add_inference, add_overrides, positive_int
 
 
 def host(text: str) -> str:
@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "every image and run folder this account can read, to the whole network)")  # fmt: skip
     p.add_argument("--port", type=port, default=7860, help="port to listen on, 1 to 65535")
     add_device(p)
-    p.add_argument("--eager", action="store_true", help="run the plain model, not the optimised inference path")
+    add_inference(p)
     p.add_argument("--max-side", type=positive_int, default=2048, metavar="PIXELS",
                    help="larger images are shrunk to this many pixels on their long side")  # fmt: skip
     add_overrides(p, "eval.tile=1024 (of every model's config)")
@@ -52,4 +52,7 @@ def run(args: argparse.Namespace) -> int:
     apply_overrides(load_config(), args.overrides)  # a bad override is one line now, not on the page
     from ..serve.server import serve
 
-    return serve(args.models, args.images, args.host, args.port, args.device, args.eager, args.max_side, args.overrides)
+    return serve(
+        args.models, args.images, args.host, args.port, args.device, args.eager, args.max_side, args.overrides,
+        {"precision": args.precision, "compile": args.compile, "int8_agreement": args.int8_agreement / 100},
+    )  # fmt: skip

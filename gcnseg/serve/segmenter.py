@@ -121,12 +121,14 @@ class Segmenter:
         eager: bool = False,
         max_side: int = 2048,
         overrides: Sequence[str] = (),
+        path: dict[str, Any] | None = None,
     ):
         if not choices:
             raise GcnsegError("no model to serve: name one with --model NAME or --checkpoint RUN")
         self.choices = list(dict.fromkeys(choices))
         self.device = device
         self.eager = eager
+        self.path = dict(path or {})  # precision, compile, int8_agreement: inference_model's keywords
         self.max_side = max_side
         self.overrides = list(overrides)  # KEY=VALUE, applied to every model's config
         self._loaded: OrderedDict[str, Loaded] = OrderedDict()
@@ -163,6 +165,7 @@ class Segmenter:
     def _load(self, choice: str, folder: Path) -> Loaded:
         from ..checkpoint import META_FILE, load_model
         from ..config import apply_overrides
+        from ..optimize import inference_model
         from ..runtime import resolve_device
 
         model, cfg, meta = load_model(choice)
@@ -170,11 +173,9 @@ class Segmenter:
         classes, palette, ignore_index = sidecar_classes(meta, n, folder / META_FILE)  # before the work
         cfg = apply_overrides(cfg, self.overrides)
         device = resolve_device(self.device)
-        model.to(device)  # before optimising: "auto" precision is bf16 on CPU only
-        if not self.eager:
-            from ..optimize import optimize_for_inference
-
-            model = optimize_for_inference(model)
+        model.to(device)  # before choosing the path: "auto" precision is bf16 on CPU only
+        # a long-lived process: compiled (compile="auto"), each image size once
+        model = inference_model(model, eager=self.eager, passes=None, data=cfg.data, **self.path)
         return Loaded(choice, model, cfg, device, classes, palette, ignore_index, describe(choice, cfg, meta))
 
     def read(self, path: str | Path, name: str | None = None) -> tuple[np.ndarray, tuple[int, int] | None]:

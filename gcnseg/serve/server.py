@@ -69,11 +69,12 @@ def serve(
     eager: bool = False,
     max_side: int = 2048,
     overrides: list[str] | None = None,
+    path: dict[str, Any] | None = None,
 ) -> int:
     """Serve the page until stopped; never returns (the process ends here, see below)."""
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # from here on, SIGTERM is Ctrl-C
     try:
-        _serve(models, images, host, port, device, eager, max_side, overrides or [])
+        _serve(models, images, host, port, device, eager, max_side, overrides or [], path or {})
         code, said = 0, "gcnseg serve: stopped"
     except _AtOnce:
         code, said = 130, "gcnseg serve: stopped at once"
@@ -98,6 +99,7 @@ def _serve(
     eager: bool,
     max_side: int,
     overrides: list[str],
+    path: dict[str, Any],
 ) -> None:
     """Check what was asked for, load the first model, serve until stopped."""
     from ..checkpoint import resolve_checkpoint
@@ -110,7 +112,14 @@ def _serve(
         resolve_checkpoint(choice)  # a typo is an error now, not on the page
     if images:
         folder_images(images)
-    segmenter = Segmenter(choices, device=device, eager=eager, max_side=max_side, overrides=overrides)
+    segmenter = Segmenter(
+        choices,
+        device=device,
+        eager=eager,
+        max_side=max_side,
+        overrides=overrides,
+        path=path,
+    )
     segmenter.load(choices[0])  # the first model shown loads before the page is offered
     _check_address(host, port)
     # uploads and pictures in a folder of this server's own, removed when it stops

@@ -1,0 +1,74 @@
+"""The compiled inference path: the optimised network (:mod:`gcnseg.optimize`) compiled by
+``torch.compile`` (Inductor), which fuses the elementwise work between convolutions
+and generates code for the CPU it finds.
+
+One graph per input shape (static shapes compile to the fastest code, and the
+network's output at an image's own size stays exactly the eager one's up to float
+rounding); a job with images of many sizes compiles at most :data:`MAX_SHAPES` of them
+and runs the others uncompiled, so a folder of mixed sizes never compiles on every
+image. Inductor keeps what it compiled on disk (its cache), so a later process
+compiles the same network and size in seconds. The first compile of a size is said on
+the screen; a machine where compiling fails (no C++ compiler) runs uncompiled, said
+once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+MAX_SHAPES = 4  # input shapes compiled per model; others run the optimised eager network
+# a job compiles when it runs at least this many forward passes of one model (break-even of
+# a warm-cache compile against its saving per image: docs/performance.md)
+COMPILE_MIN_PASSES = 500
+
+
+def compiler_available(device: torch.device) -> bool:
+    """Whether Inductor can build code here: a C++ compiler for the CPU (``CXX`` or
+    ``c++``/``g++``), Triton for CUDA."""
+    if device.type == "cuda":
+        return importlib.util.find_spec("triton") is not None
+    return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "c++", "g++", "clang++") if c)
+
+
+class CompiledModel(nn.Module):
+    """``model`` (eval mode, no gradients) run through ``torch.compile``, one graph per
+    input shape up to :data:`MAX_SHAPES`; ``notify`` is told of each first compile."""
+
+    def __init__(self, model: nn.Module, notify: Callable[[str], None] | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.compiled = torch.compile(model, dynamic=False)
+        self.num_classes = getattr(model, "num_classes", None)
+        self.notify = notify or (lambda line: print(f"gcnseg: {line}", file=sys.stderr))
+        self.shapes: set[tuple[int, ...]] = set()
+        self.broken = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = tuple(x.shape)
+        if self.broken or (shape not in self.shapes and len(self.shapes) >= MAX_SHAPES):
+            return self.model(x)
+        if shape in self.shapes:
+            return self.compiled(x)
+        self.notify(
+            f"compiling the network for {shape[-2]}x{shape[-1]} inputs (torch.compile: up to a few minutes "
+            "the first time on this machine, seconds once cached)"
+        )
+        start = time.perf_counter()
+        try:
+            out = self.compiled(x)
+        except Exception as e:  # any compiler failure: the network still runs
+            self.broken = True
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            self.notify(f"compiling failed ({type(e).__name__}: {first}); running uncompiled")
+            return self.model(x)
+        self.shapes.add(shape)
+        self.notify(f"compiled in {time.perf_counter() - start:.0f} s")
+        return out

@@ -1,0 +1,107 @@
+"""The compiled inference path (gcnseg/compiled.py) and the choice of path
+(gcnseg.optimize.inference_model)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import gcnseg.compiled
+from gcnseg.checkpoint import load_model
+from gcnseg.compiled import MAX_SHAPES, CompiledModel
+from gcnseg.errors import GcnsegError
+from gcnseg.optimize import InferenceModel, inference_model
+
+
+@pytest.mark.timeout(900)
+def test_compiled_network_agrees_with_eager_float32(trained_run):
+    """A real Inductor compile of the optimised trained network: the labels of eager fp32."""
+    torch.set_num_threads(1)
+    model, cfg, _ = load_model(trained_run)
+    from gcnseg.data import build_dataset
+
+    val = build_dataset(cfg.data, cfg.data.val_split, train=False)
+    said: list[str] = []
+    net = inference_model(model, precision="fp32", compile="on", notify=said.append)
+    assert isinstance(net, CompiledModel)
+    with torch.inference_mode():
+        for i in range(len(val)):
+            x = val[i][0][None]
+            ref, out = model(x), net(x)
+            torch.testing.assert_close(out, ref, atol=2e-3, rtol=1e-3)
+            assert (out.argmax(1) == ref.argmax(1)).float().mean() >= 0.999
+    assert not net.broken and net.shapes == {(1, 3, 64, 64)}
+    assert said[0].startswith("compiling the network for 64x64 inputs") and said[1].startswith("compiled in")
+
+
+class _Counted:
+    """A stand-in for torch.compile's result: counts calls, runs the model."""
+
+    def __init__(self, model: nn.Module, fail: bool = False) -> None:
+        self.model, self.fail, self.calls = model, fail, 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("InductorError: no working C++ compiler\nmore")
+        return self.model(x)
+
+
+def test_at_most_max_shapes_are_compiled(monkeypatch):
+    monkeypatch.setattr(gcnseg.compiled.torch, "compile", lambda m, dynamic: _Counted(m))
+    said: list[str] = []
+    net = CompiledModel(nn.Conv2d(3, 2, 1), notify=said.append)
+    sizes = [(8 + i, 8) for i in range(MAX_SHAPES + 2)]
+    for h, w in sizes + sizes:  # each size twice
+        assert net(torch.zeros(1, 3, h, w)).shape == (1, 2, h, w)
+    assert net.shapes == {(1, 3, h, w) for h, w in sizes[:MAX_SHAPES]}
+    assert net.compiled.calls == 2 * MAX_SHAPES  # the other sizes ran uncompiled
+    assert sum(line.startswith("compiling") for line in said) == MAX_SHAPES
+
+
+def test_a_failed_compile_runs_uncompiled_and_says_so_once(monkeypatch):
+    monkeypatch.setattr(gcnseg.compiled.torch, "compile", lambda m, dynamic: _Counted(m, fail=True))
+    said: list[str] = []
+    conv = nn.Conv2d(3, 2, 1)
+    net = CompiledModel(conv, notify=said.append)
+    x = torch.randn(1, 3, 5, 5)
+    for _ in range(3):
+        assert torch.equal(net(x), conv(x))
+    assert net.broken and net.compiled.calls == 1
+    assert said[-1] == "compiling failed (RuntimeError: InductorError: no working C++ compiler); running uncompiled"
+
+
+@pytest.fixture
+def plain(trained_run):
+    return load_model(trained_run)[0]
+
+
+def test_auto_compiles_long_jobs_and_long_lived_processes(plain, monkeypatch):
+    monkeypatch.delenv("GCNSEG_COMPILE")
+    assert isinstance(inference_model(plain, passes=10), InferenceModel)  # too short to repay it
+    assert isinstance(inference_model(plain, passes=gcnseg.compiled.COMPILE_MIN_PASSES), CompiledModel)
+    assert isinstance(inference_model(plain, passes=None), CompiledModel)  # serve
+    assert isinstance(inference_model(plain, compile="on", passes=1), CompiledModel)
+    assert isinstance(inference_model(plain, compile="off", passes=None), InferenceModel)
+    assert inference_model(plain, eager=True, compile="on") is plain
+
+
+def test_gcnseg_compile_decides_auto(plain, monkeypatch):
+    monkeypatch.setenv("GCNSEG_COMPILE", "off")
+    assert isinstance(inference_model(plain, passes=None), InferenceModel)
+    assert isinstance(inference_model(plain, compile="on"), CompiledModel)  # a flag wins
+    monkeypatch.setenv("GCNSEG_COMPILE", "ON")
+    assert isinstance(inference_model(plain, passes=1), CompiledModel)
+    monkeypatch.setenv("GCNSEG_COMPILE", "sometimes")
+    with pytest.raises(GcnsegError, match="GCNSEG_COMPILE=sometimes: expected auto, on, off"):
+        inference_model(plain)
+
+
+def test_no_compiler_runs_uncompiled(plain, monkeypatch):
+    monkeypatch.setattr(gcnseg.compiled.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CXX", raising=False)
+    said: list[str] = []
+    net = inference_model(plain, compile="on", notify=said.append)
+    assert isinstance(net, InferenceModel)
+    assert said == ["no compiler for torch.compile on this machine (a C++ compiler on the CPU); running uncompiled"]
