@@ -15,6 +15,7 @@ once.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 import sys
@@ -57,6 +58,7 @@ class CompiledModel(nn.Module):
             return self.model(x)
         if shape in self.shapes:
             return self.compiled(x)
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # its "no CUDA runtime" note
         self.notify(
             f"compiling the network for {shape[-2]}x{shape[-1]} inputs (torch.compile: up to a few minutes "
             "the first time on this machine, seconds once cached)"

@@ -274,11 +274,15 @@ class Int8Model(nn.Module):
             )
             try:
                 record = quantize(self.float_model, size, self.calibration, self.check, path, self.notify, self.target)
-            except GcnsegError as e:
-                self.notify(f"{e}; this network runs float32")
-                record = None
-        self._sessions[size] = None if record is None else _session(path, torch.get_num_threads())
-        if record is not None:
+            except GcnsegError as e:  # remembered: the next process runs float32 at once
+                record = {"format": FORMAT, "refused": f"{e}"}
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(path.with_suffix(".json"), json.dumps(record, indent=1))
+        if "refused" in record:
+            self.notify(f"{record['refused']}; this network runs float32 for {size[0]}x{size[1]} inputs")
+            self._sessions[size] = None
+        else:
+            self._sessions[size] = _session(path, torch.get_num_threads())
             self.records[size] = record
         return self._sessions[size]
 
@@ -298,9 +302,11 @@ def _ort_version() -> str:
 
 
 def _cached(path: Path) -> dict[str, Any] | None:
-    """The record of a complete cache entry (its digest checked), else None."""
+    """The record of a complete cache entry (its digest checked), or of a refused size; else None."""
     try:
         record = json.loads(path.with_suffix(".json").read_text())
+        if record.get("format") == FORMAT and isinstance(record.get("refused"), str):
+            return dict(record)  # a size where int8 did not keep the agreement
         if record.get("format") == FORMAT and record.get("sha256") == file_sha256(path):
             return dict(record)
     except (OSError, ValueError, AttributeError):

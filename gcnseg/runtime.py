@@ -2,9 +2,9 @@
 
 - :func:`resolve_device`: ``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` to a device, with
   a one-line error where CUDA is asked for and missing;
-- :func:`cpu_features`, :func:`native_bf16`, :func:`resolve_amp`, :func:`resolve_threads`:
-  what this machine does natively, and the precision and thread count that ``auto``
-  means here (the one place that decides them);
+- :func:`cpu_features`, :func:`native_bf16`, :func:`resolve_amp`, :func:`resolve_threads`,
+  :func:`resolve_compile`: what this machine does natively, and the precision, thread
+  count and compiling that ``auto`` means here (the one place that decides them);
 - :func:`init_distributed`, :func:`rank_world`, :func:`is_main`: PyTorch's own
   process group as started by ``torchrun`` (``nccl`` on GPUs, ``gloo`` on CPUs);
 - :func:`any_process`, :func:`all_reduce_sum_`: the cross-process reductions that keep
@@ -97,6 +97,13 @@ def resolve_amp(amp: str | None, device: torch.device) -> str | None:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if device.type == "cpu" and native_bf16() else None
+
+
+def resolve_compile(value: bool | str, device: torch.device) -> bool:
+    """Whether ``train.compile`` compiles the training step on ``device``: ``auto`` is true
+    for CUDA and false on the CPU (where the compiled step measured no faster than eager,
+    docs/performance.md)."""
+    return value is True or (value == "auto" and device.type == "cuda")
 
 
 def available_cores() -> int:

@@ -105,3 +105,39 @@ def test_no_compiler_runs_uncompiled(plain, monkeypatch):
     net = inference_model(plain, compile="on", notify=said.append)
     assert isinstance(net, InferenceModel)
     assert said == ["no compiler for torch.compile on this machine (a C++ compiler on the CPU); running uncompiled"]
+
+
+def test_train_compile_auto_is_off_on_the_cpu_and_on_on_cuda():
+    from gcnseg.runtime import resolve_compile
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert [resolve_compile(v, cpu) for v in ("auto", True, False)] == [False, True, False]
+    assert [resolve_compile(v, cuda) for v in ("auto", True, False)] == [True, True, False]
+
+
+def test_train_compile_on_trains_through_the_compiled_step(tmp_path, monkeypatch):
+    """train.compile=true: every training forward goes through torch.compile's module (a
+    stand-in here: a real compile of forward and backward takes minutes), the checkpoint
+    holds the bare network's weights, and the run records it."""
+    import json
+
+    from test_train import tiny
+
+    from gcnseg.train import train
+
+    made: list[_Counted] = []
+
+    def fake_compile(module: nn.Module, **kwargs: object) -> nn.Module:
+        counted = _Counted(module)
+        made.append(counted)
+        wrapper = nn.Module()
+        wrapper._orig_mod = module  # as torch.compile's OptimizedModule keeps it
+        wrapper.forward = counted  # type: ignore[method-assign]
+        return wrapper
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    summary = train(tiny(tmp_path / "run", "train.iterations=3", "train.compile=true"), show_progress=False)
+    assert len(made) == 1 and made[0].calls == 3
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["runtime"]["compile"] is True
+    load_model(tmp_path / "run")  # weights saved without the wrapper's prefix
+    assert summary["runtime"]["compile"] is True

@@ -113,7 +113,11 @@ def test_int8_below_target_runs_float32(shipped, tmp_path, monkeypatch):
         ref = model(check[0])
     assert torch.equal(q(check[0]), ref)
     assert q.records == {}
-    assert "this network runs float32" in said[-1]
+    assert said[-1].endswith("(needs 101.0%); this network runs float32 for 96x128 inputs")
+    said.clear()  # the refusal is remembered: the next process runs float32 at once
+    again = Int8Model(model, cal, check, notify=said.append, cache=tmp_path)
+    assert torch.equal(again(check[0]), ref)
+    assert len(said) == 1 and said[0].endswith("this network runs float32 for 96x128 inputs")
 
 
 def test_int8_cache_is_reused_and_a_damaged_entry_rebuilt(shipped, tmp_path, monkeypatch):

@@ -37,6 +37,7 @@ NEUTRAL_KEYS = {
     "data.root",
     "train.previews",
     "train.log_every",
+    "train.compile",  # the same step, compiled or not (up to float rounding)
 }
 
 

@@ -195,6 +195,9 @@ class TrainConfig:
     # autocast: auto (bf16 where the CPU multiplies it natively, float32 where it would be
     # emulated; the GPU's choice on CUDA), bf16 (CUDA or CPU), fp16 (CUDA), fp32 or null
     amp: Amp | None = "auto"
+    # torch.compile of the training step: auto (on CUDA; off on the CPU, where it measured
+    # no faster: docs/performance.md), true, false
+    compile: bool | Auto = "auto"
     channels_last: bool = False
     sync_bn: bool = False
     freeze_bn: bool = False  # BatchNorm in eval mode (the paper trains with batch size 1)

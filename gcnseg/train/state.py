@@ -11,7 +11,7 @@ import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from ..runtime import (
     lock_folder,
     native_bf16,
     resolve_amp,
+    resolve_compile,
     resolve_device,
     resolve_threads,
 )
@@ -137,6 +138,7 @@ def resolved_runtime(cfg: Config, device: torch.device, amp_dtype: torch.dtype |
         "device": str(device),
         "amp": {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[amp_dtype],
         "amp_asked": cfg.train.amp,
+        "compile": resolve_compile(cfg.train.compile, device),
         "threads": torch.get_num_threads(),
         "processes": world,
         "cpu": instruction_set(),
@@ -293,9 +295,11 @@ def _build_run(
         )
     if rank == 0:  # once the resumed state fits: a refused resume leaves the run's config as it was
         atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
-    ddp = model
+    ddp: nn.Module = model
     if world > 1:
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if resolve_compile(t.compile, device):  # the training step's forward and backward, one graph per shape
+        ddp = cast(nn.Module, torch.compile(ddp))
     # autocast on CUDA and, for bf16, on the CPU (oneDNN's native bf16 where the CPU has it)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     return Run(
@@ -331,7 +335,7 @@ RESUMABLE = {
     "optim.lr", "optim.encoder_lr_mult", "optim.weight_decay", "optim.momentum",
     "optim.schedule", "optim.power", "optim.warmup_iters",
     "train.iterations", "train.epochs", "train.val_every", "train.log_every", "train.checkpoint_every",
-    "train.max_minutes", "train.previews", "train.threads", "train.device", "train.amp",
+    "train.max_minutes", "train.previews", "train.threads", "train.device", "train.amp", "train.compile",
 }  # fmt: skip
 _GROUP_KEYS = ("lr", "weight_decay", "momentum")
 
