@@ -128,7 +128,7 @@ class InferenceModel(nn.Module):
             return self.model(x)
         # the heads were made bf16 readers (bf16_reader): they take the features as they come
         net: Any = self.model
-        return net.decode(net.backbone(x.to(self.backbone_dtype)), x.shape[-2:])
+        return net.fuse(net.score(net.backbone(x.to(self.backbone_dtype))), x.shape[-2:])  # features dropped once scored
 
 
 def optimize_for_inference(

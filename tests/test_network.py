@@ -143,3 +143,26 @@ def test_build_model_is_the_config_s_network():
     ]
     with pytest.raises(TypeError):  # the options are keyword arguments
         GCNSeg(4, "resnet18", "gcn", 15)
+
+
+@pytest.mark.parametrize("optimised", [False, True])
+def test_features_are_freed_before_the_full_size_decoder(optimised):
+    """Memory: the backbone's features (res-2 alone is 256 x H/4 x W/4 floats) are gone once
+    the heads have scored them, before the decoder's full-size maps are made."""
+    import weakref
+
+    from gcnseg.optimize import optimize_for_inference
+
+    model = GCNSeg(3, "resnet18", k=3).eval()
+    net = optimize_for_inference(model, precision="fp32") if optimised else model
+    inner = net.model if optimised else net
+    feats: list[weakref.ref] = []
+    alive_at_last_br: list[int] = []
+    inner.backbone.register_forward_hook(lambda m, a, out: feats.extend(weakref.ref(f) for f in out))
+    inner.fuse_br[4].register_forward_pre_hook(
+        lambda m, a: alive_at_last_br.append(sum(r() is not None for r in feats))
+    )
+    with torch.inference_mode():
+        out = net(torch.randn(1, 3, 64, 96))
+    assert out.shape == (1, 3, 64, 96)
+    assert len(feats) == 4 and alive_at_last_br == [0]

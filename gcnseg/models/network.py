@@ -99,19 +99,29 @@ class GCNSeg(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu":  # oneDNN's fast layout: the whole network runs channels-last
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.decode(self.backbone(x), x.shape[-2:])
+        # the features are dropped once scored: the full-size decoder runs without them
+        return self.fuse(self.score(self.backbone(x)), x.shape[-2:])
 
     def decode(self, feats: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
         """Heads, BR and the deconvolution decoder on the res-2..res-5 features,
-        up to ``size`` (the input's height and width).
+        up to ``size`` (the input's height and width): :meth:`score`, then :meth:`fuse`."""
+        return self.fuse(self.score(feats), size)
+
+    def score(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The score maps of res-2..res-5: each stage's GCN head and its BR (Fig. 2A).
 
         The score maps have few channels (one per class); they are kept in
         channels-last memory layout, for which oneDNN's 3x3 and transposed
         convolutions are several times faster on CPU. The result is the same.
         """
-        h, w = size
         cl = torch.channels_last
-        scores = [br(head(f).contiguous(memory_format=cl)) for head, br, f in zip(self.heads, self.head_br, feats)]
+        return [br(head(f).contiguous(memory_format=cl)) for head, br, f in zip(self.heads, self.head_br, feats)]
+
+    def fuse(self, scores: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
+        """The decoder (Fig. 2A): from res-5 down, each score map upsampled x2 by
+        deconvolution, added to the next finer one and refined by BR; then two more x2
+        steps with BR up to ``size``."""
+        h, w = size
         s = scores[3]
         for i, finer in enumerate(reversed(scores[:3])):  # res-4, res-3, res-2
             s = self.fuse_br[i](self.up[i](s, finer.shape[-2:]) + finer)
