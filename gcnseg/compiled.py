@@ -8,8 +8,9 @@ rounding); a job with images of many sizes compiles at most :data:`MAX_SHAPES` o
 and runs the others uncompiled, so a folder of mixed sizes never compiles on every
 image. Inductor keeps what it compiled on disk (its cache), so a later process
 compiles the same network and size in seconds. The first compile of a size is said on
-the screen; a machine where compiling fails (no C++ compiler) runs uncompiled, said
-once.
+the screen, and its first output is checked against the uncompiled network's (a
+compiler bug, or a cached graph built for another instruction set, must not change a
+result); a machine where compiling fails or disagrees runs uncompiled, said once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ import torch
 from torch import nn
 
 MAX_SHAPES = 4  # input shapes compiled per model; others run the optimised eager network
+# argmax agreement with the uncompiled network that a compiled graph must show on its
+# first input (near-tied scores of an untrained network may flip a few pixels)
+MIN_AGREEMENT = 0.99
 # a job compiles when it runs at least this many forward passes of one model (break-even of
 # a warm-cache compile against its saving per image: docs/performance.md)
 COMPILE_MIN_PASSES = 500
@@ -71,6 +75,22 @@ class CompiledModel(nn.Module):
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             self.notify(f"compiling failed ({type(e).__name__}: {first}); running uncompiled")
             return self.model(x)
+        seconds = time.perf_counter() - start
+        agreement = _agreement(out, self.model(x))  # checked once per shape: a wrong compile never serves
+        if agreement < MIN_AGREEMENT:
+            self.broken = True
+            self.notify(
+                f"the compiled network's labels agreed with the uncompiled one's on only {100 * agreement:.2f}% "
+                "of the pixels; running uncompiled"
+            )
+            return self.model(x)
         self.shapes.add(shape)
-        self.notify(f"compiled in {time.perf_counter() - start:.0f} s")
+        self.notify(f"compiled in {seconds:.0f} s")
         return out
+
+
+def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The share of pixels where the argmax of two score maps is the same."""
+    if a.shape != b.shape:
+        return 0.0
+    return float((a.argmax(1) == b.argmax(1)).float().mean())

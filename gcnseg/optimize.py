@@ -128,7 +128,9 @@ class InferenceModel(nn.Module):
             return self.model(x)
         # the heads were made bf16 readers (bf16_reader): they take the features as they come
         net: Any = self.model
-        return net.fuse(net.score(net.backbone(x.to(self.backbone_dtype))), x.shape[-2:])  # features dropped once scored
+        return net.fuse(
+            net.score(net.backbone(x.to(self.backbone_dtype))), x.shape[-2:]
+        )  # features dropped once scored
 
 
 def optimize_for_inference(

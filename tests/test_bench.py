@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from gcnseg.commands import main
 
@@ -99,3 +100,19 @@ def test_lite_rows_at_a_small_size():
     assert set(r["shares"]) == {"encoder", "heads", "boundary refinement", "decoder (deconvolution)",
                                 "other (additions, layout)"}  # fmt: skip
     assert sum(r["shares"].values()) == pytest.approx(1.0, abs=0.02) and r["shares"]["encoder"] > 0
+
+
+def test_every_row_names_its_path():
+    """Each row says which path it ran: eager, optimised and its precision, compiled, int8."""
+    from torch import nn
+
+    from gcnseg.bench.timing import describe_path
+    from gcnseg.compiled import CompiledModel
+    from gcnseg.optimize import InferenceModel
+
+    conv = nn.Conv2d(3, 2, 1)
+    assert describe_path(conv) == "eager fp32"
+    assert describe_path(conv, amp="bf16") == "eager bf16 autocast"
+    assert describe_path(InferenceModel(conv)) == "optimised fp32"
+    assert describe_path(InferenceModel(conv, backbone_dtype=torch.bfloat16)) == "optimised bf16 backbone"
+    assert describe_path(CompiledModel(InferenceModel(conv), notify=print)) == "compiled optimised fp32"

@@ -99,6 +99,10 @@ def test_int8_runs_what_it_measured(shipped, tmp_path, monkeypatch):
     assert record["agreement"] >= 0.9
     assert record["calibration_images"] == 6 and record["check_images"] == 3
     assert said[0].startswith("quantising for 96x128 inputs, calibrated on 6 training images")
+    from gcnseg.bench.timing import describe_path
+
+    kept = len(record["float32_nodes"])
+    assert describe_path(q) == f"int8 onnxruntime ({kept}/{record['convolutions']} convs float32)"
     assert "agreement" in said[1]
 
 
@@ -113,6 +117,9 @@ def test_int8_below_target_runs_float32(shipped, tmp_path, monkeypatch):
         ref = model(check[0])
     assert torch.equal(q(check[0]), ref)
     assert q.records == {}
+    from gcnseg.bench.timing import describe_path
+
+    assert describe_path(q) == "float32 (int8 refused: agreement)"
     assert said[-1].endswith("(needs 101.0%); this network runs float32 for 96x128 inputs")
     said.clear()  # the refusal is remembered: the next process runs float32 at once
     again = Int8Model(model, cal, check, notify=said.append, cache=tmp_path)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from .timing import median_times, ratio_rows, round_times, sync
+from .timing import describe_path, median_times, ratio_rows, round_times, sync
 
 
 def gcnseg_r50() -> ModelConfig:
@@ -82,6 +82,8 @@ def bench_inference(
             outputs.setdefault("optimised_argmax_agreement", {})[key] = agree
     outputs["default_backbone_dtype"] = str(models["GCNSeg-R50 optimised (default)"].backbone_dtype)
     rows = ratio_rows(times, "resnet50 features (reference)")
+    for r in rows:
+        r["path"] = describe_path(models[r["name"]], amp)
     return {"rows": rows, **outputs}
 
 
@@ -130,8 +132,10 @@ def bench_train_step(
     steps = {"backbone forward+backward+SGD (reference)": step_backbone, "GCNSeg-R50 training step": step_gcn}
     if device == "cpu" and amp is None and native_bf16():
         steps["GCNSeg-R50 training step, bf16 autocast (train.amp=bf16)"] = lambda: step_gcn(torch.bfloat16)
-    times = round_times(steps, repeats, warmup)
-    return {"rows": ratio_rows(times, "backbone forward+backward+SGD (reference)")}
+    rows = ratio_rows(round_times(steps, repeats, warmup), "backbone forward+backward+SGD (reference)")
+    for r in rows:
+        r["path"] = "eager bf16 autocast" if "bf16" in r["name"] or amp is not None else "eager fp32"
+    return {"rows": rows}
 
 
 def bench_metrics(repeats: int, num_classes: int = 19, size: tuple[int, int] = (1024, 2048)) -> dict[str, Any]:

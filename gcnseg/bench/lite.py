@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from .timing import ratio_rows, round_times
+from .timing import describe_path, ratio_rows, round_times
 
 LITE = "timm/tf_efficientnet_lite0"
 CAMVID_K = [15, 15, 11, 7]
@@ -89,6 +89,8 @@ def bench_lite(repeats: int, warmup: int, num_classes: int = 11, size: tuple[int
 
     times = round_times({k: call(m) for k, m in infer.items()}, repeats, warmup)
     inference = _with_images_per_s(ratio_rows(times, "EfficientNet-Lite0 features (reference)"), 1)
+    for r in inference:
+        r["path"] = describe_path(infer[r["name"]])
 
     crops = torch.randn(4, 3, size[0] - size[0] % 32, size[1])
     target = torch.randint(0, num_classes, (4, *crops.shape[-2:]))
@@ -124,4 +126,6 @@ def bench_lite(repeats: int, warmup: int, num_classes: int = 11, size: tuple[int
         steps["GCNSeg-lite0 training step, bf16"] = step(nets["lite0"], torch.bfloat16)
     train_times = round_times(steps, max(3, repeats // 2), 1)
     training = _with_images_per_s(ratio_rows(train_times, "EfficientNet-Lite0 features fwd+bwd (reference)"), 4)
+    for r in training:
+        r["path"] = "eager bf16 autocast" if "bf16" in r["name"] else "eager fp32"
     return {"size": list(size), "inference": inference, "train": training, "shares": part_shares(lite, x)}

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .timing import ratio_rows, round_times
+from .timing import describe_path, ratio_rows, round_times
 
 MODEL = "camvid-gcn-lite0"
 AGREEMENT_IMAGES = 34  # validation images spread over the split
@@ -38,7 +38,7 @@ def bench_paths(
     from ..data import build_dataset
     from ..int8 import Int8Model, calibration_sets
     from ..optimize import inference_model
-    from ..runtime import instruction_set, native_bf16
+    from ..runtime import instruction_set
 
     model, cfg, _ = load_model(MODEL)
     cfg = apply_overrides(cfg, [f"data.root={root}"])
@@ -47,11 +47,12 @@ def bench_paths(
     n = len(val)
     images = [val[round(i * (n - 1) / (AGREEMENT_IMAGES - 1))][0][None] for i in range(min(n, AGREEMENT_IMAGES))]
     x = images[0]
-    default = "bf16" if native_bf16() else "fp32"
+    fast = inference_model(model, compile="off")  # "auto" precision: what eval and predict run here
+    default = "bf16" if getattr(fast, "backbone_dtype", torch.float32) == torch.bfloat16 else "fp32"
     nets: dict[str, nn.Module] = {
         "eager fp32 (reference)": model,
         "optimised fp32": inference_model(model, precision="fp32", compile="off"),
-        f"optimised default ({default})": inference_model(model, compile="off"),
+        f"optimised default ({default})": fast,
         f"compiled optimised ({default})": inference_model(model, compile="on", notify=say),
     }
     cal, check = calibration_sets(cfg.data)
@@ -77,6 +78,7 @@ def bench_paths(
         net = nets[row["name"]]
         row["speedup"] = round(1 / row["ratio"], 2)
         row["instruction_set"] = isa
+        row["path"] = describe_path(net)
         row["first_call_s"] = round(first_call[row["name"]], 1)
         row["argmax_agreement"] = _agreement(net, model, images) if net is not model else 1.0
         records = getattr(net, "records", None)
@@ -128,5 +130,6 @@ def _train_rows(cfg: Any, repeats: int, say: Callable[[str], None]) -> list[dict
     rows = ratio_rows(round_times(steps, repeats, 1), "encoder fwd+bwd, eager fp32 (reference)")
     for row in rows:
         row["images_per_s"] = round(4000 / row["ms"], 2)
+        row["path"] = "compiled fp32" if "compiled" in row["name"] else "eager fp32"
     rows[-1]["first_call_s"] = round(compile_s, 1)
     return rows

@@ -45,3 +45,23 @@ def sync(device: str) -> None:
     """Wait for the GPU's queued work, so that a timed call includes it."""
     if device != "cpu":
         torch.cuda.synchronize()
+
+
+def describe_path(model: Any, amp: Any = None) -> str:
+    """The inference path a bench row ran, in words: eager, optimised (and its precision),
+    compiled, or int8 (ONNX Runtime)."""
+    from ..compiled import CompiledModel
+    from ..int8 import Int8Model
+    from ..optimize import InferenceModel
+
+    if isinstance(model, CompiledModel):
+        return "compiled " + describe_path(model.model)
+    if isinstance(model, Int8Model):
+        records = list(model.records.values())
+        if not records:
+            return "float32 (int8 refused: agreement)"
+        r = records[0]
+        return f"int8 onnxruntime ({len(r['float32_nodes'])}/{r['convolutions']} convs float32)"
+    if isinstance(model, InferenceModel):
+        return "optimised bf16 backbone" if model.backbone_dtype != torch.float32 else "optimised fp32"
+    return "eager bf16 autocast" if amp is not None else "eager fp32"

@@ -11,10 +11,11 @@ from .args import add_json, check_json, human, positive_int, write_json
 
 
 def format_rows(title: str, rows: list[dict[str, Any]]) -> str:
+    """A table of bench rows: name, ms, ratio, images/s where known, and the path each ran."""
     per_s = all("images_per_s" in r for r in rows)
-    lines = [title, f"  {'':<50}{'ms':>10}{'ratio':>9}" + (f"{'img/s':>9}" if per_s else "")]
+    lines = [title, f"  {'':<50}{'ms':>10}{'ratio':>9}" + (f"{'img/s':>9}" if per_s else "") + "  path"]
     lines += [f"  {r['name']:<50}{r['ms']:>10.1f}{r['ratio']:>8.2f}x" + (f"{r['images_per_s']:>9.2f}" if per_s else "")
-              for r in rows]  # fmt: skip
+              + f"  {r.get('path', '')}" for r in rows]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if "inference" not in args.skip:
         r = bench_inference(args.size, args.repeats, args.warmup)
         result["inference"] = r
-        say(format_rows("inference (eval, fp32)", r["rows"]))
+        say(format_rows(f"inference (eval), {result['instruction_set']}", r["rows"]))
         a = r["optimised_argmax_agreement"]
         say(
             f"  argmax agreement with eager on this untrained network (near-tied scores): fp32 "
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if "train" not in args.skip:
         r = bench_train_step(args.size, max(3, args.repeats // 2), 1)
         result["train"] = r
-        say(format_rows("training step (batch 1)", r["rows"]))
+        say(format_rows(f"training step (batch 1), {result['instruction_set']}", r["rows"]))
     if "lite" not in args.skip:
         from ..bench.lite import bench_lite
         from ..errors import GcnsegError
@@ -94,11 +95,15 @@ def run(args: argparse.Namespace) -> int:
             result["lite"] = r
             say(
                 format_rows(
-                    "light encoders, inference 1x3x360x480 (eval; optimised: BN folded, bf16 where native)",
+                    f"light encoders, inference 1x3x360x480 (eval), {result['instruction_set']}",
                     r["inference"],
                 )
             )
-            say(format_rows("light encoders, training step, 4 crops of 352x480", r["train"]))
+            say(
+                format_rows(
+                    f"light encoders, training step, 4 crops of 352x480, {result['instruction_set']}", r["train"]
+                )
+            )
             say("  GCNSeg-lite0 eager inference: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in r["shares"].items()))
     if "metrics" not in args.skip:
         r = bench_metrics(args.repeats)

@@ -360,7 +360,8 @@ def describe_runtime(r: dict[str, Any]) -> str:
     where = f"{r['device']} ({r['cpu']})" if r["device"] == "cpu" else r["device"]
     asked = f"train.amp={r['amp_asked']} -> {r['amp']}" if r["amp_asked"] != r["amp"] else f"train.amp={r['amp']}"
     procs = f", {r['processes']} processes" if r["processes"] > 1 else ""
-    return f"training on {where}: {asked}, {r['threads']} threads{procs}, torch {r['torch']}"
+    compiled = ", the step compiled (torch.compile: minutes before the first step)" if r.get("compile") else ""
+    return f"training on {where}: {asked}, {r['threads']} threads{procs}{compiled}, torch {r['torch']}"
 
 
 def _own_line(e: Exception) -> str:

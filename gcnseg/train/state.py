@@ -132,13 +132,23 @@ def _warn_emulated_bf16(amp_dtype: torch.dtype | None, device: torch.device) -> 
         )
 
 
-def resolved_runtime(cfg: Config, device: torch.device, amp_dtype: torch.dtype | None, world: int) -> dict[str, Any]:
+def compile_step(cfg: Config, device: torch.device, steps: int) -> bool:
+    """Whether this run compiles its training step: ``train.compile`` (auto: by the schedule's
+    length, :func:`~gcnseg.runtime.resolve_compile`), where a compiler is there for Inductor."""
+    from ..compiled import compiler_available
+
+    return resolve_compile(cfg.train.compile, steps) and compiler_available(device)
+
+
+def resolved_runtime(
+    cfg: Config, device: torch.device, amp_dtype: torch.dtype | None, world: int, steps: int = 0
+) -> dict[str, Any]:
     """What the run's ``auto`` settings became on this machine, in words and numbers."""
     return {
         "device": str(device),
         "amp": {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[amp_dtype],
         "amp_asked": cfg.train.amp,
-        "compile": resolve_compile(cfg.train.compile, device),
+        "compile": compile_step(cfg, device, steps),
         "threads": torch.get_num_threads(),
         "processes": world,
         "cpu": instruction_set(),
@@ -298,7 +308,8 @@ def _build_run(
     ddp: nn.Module = model
     if world > 1:
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if resolve_compile(t.compile, device):  # the training step's forward and backward, one graph per shape
+    if compile_step(cfg, device, total):  # the training step's forward and backward, one graph per shape
+        torch._dynamo.config.suppress_errors = True  # a graph that fails to compile runs eager
         ddp = cast(nn.Module, torch.compile(ddp))
     # autocast on CUDA and, for bf16, on the CPU (oneDNN's native bf16 where the CPU has it)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
@@ -307,7 +318,7 @@ def _build_run(
         run_dir,
         device,
         amp_dtype,
-        resolved_runtime(cfg, device, amp_dtype, world),
+        resolved_runtime(cfg, device, amp_dtype, world, total),
         changes,
         rank,
         world,
