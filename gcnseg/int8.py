@@ -46,9 +46,11 @@ from .runtime import atomic_path, atomic_write_text, file_sha256
 AGREEMENT_TARGET = 0.995  # argmax agreement with float32 that an int8 network must keep
 MAX_FLOAT_STAGES = 6  # encoder stages that may be kept float32 (after the decoder)
 CALIBRATION_IMAGES = 24
-CHECK_IMAGES = 16
-FORMAT = 1  # bumped when the quantisation recipe changes (old cache entries are not reused)
-DECODER = re.compile(r"^/m/(up|fuse_br)[./]")  # Deconv2x and the fusion BR blocks (Fig. 2)
+CHECK_IMAGES = 32
+FORMAT = 2  # bumped when the quantisation recipe changes (old cache entries are not reused)
+# the decoder (Fig. 2): Deconv2x, the fusion BR blocks and the additions of GCNSeg.fuse
+DECODER = re.compile(r"^/m/((up|fuse_br)[./]|Add(_\d+)?$)")
+STAGE = re.compile(r"^(blocks|layer|stages?|res)[._]?\d")  # an encoder stage's module name
 
 
 def require_onnxruntime() -> None:
@@ -85,16 +87,18 @@ class _Plain(nn.Module):
 
 
 def stage_groups(node_names: Sequence[str]) -> list[list[str]]:
-    """The encoder's convolution nodes grouped by stage, input side first: the first path
-    component under ``/m/backbone/`` (``body`` skipped), e.g. ``conv_stem``, ``blocks.0``
-    (timm) or ``conv1``, ``layer1`` (torchvision)."""
+    """The encoder's nodes grouped by stage, input side first: the first path component
+    under ``/m/backbone/`` (``body`` skipped) that names a stage, e.g. ``blocks.0`` (timm)
+    or ``layer1`` (torchvision); what comes before the first stage (``conv_stem``,
+    ``bn1``; ``conv1``, ``maxpool``) is one group, the stem."""
     groups: dict[str, list[str]] = {}
     for name in node_names:
         parts = [p for p in name.split("/") if p]
         if len(parts) < 3 or parts[:2] != ["m", "backbone"]:
             continue
         rest = [p for p in parts[2:-1] if p not in ("body", "encoder", "model")]
-        groups.setdefault(rest[0] if rest else "stem", []).append(name)
+        key = rest[0] if rest and STAGE.match(rest[0]) else "stem"
+        groups.setdefault(key, []).append(name)
     return list(groups.values())
 
 
@@ -183,7 +187,9 @@ def quantize(
                 opset_version=18, dynamo=False,
             )  # fmt: skip
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        nodes = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in ("Conv", "ConvTranspose")]
+        graph = onnx.load(str(pre)).graph
+        nodes = [n.name for n in graph.node]  # every op of a kept module: its activations stay float32 too
+        convs = {n.name for n in graph.node if n.op_type in ("Conv", "ConvTranspose")}
         best: tuple[float, list[str]] = (-1.0, [])
         for kept in float_ladder(nodes):
             trial = Path(tmp) / f"int8-{len(kept)}.onnx"
@@ -194,7 +200,8 @@ def quantize(
             )  # fmt: skip
             agree = _agreement(_session(trial, threads), check, reference)
             notify(
-                f"int8 {size[0]}x{size[1]}: {len(kept)} of {len(nodes)} convolutions float32, agreement {100 * agree:.2f}%"
+                f"int8 {size[0]}x{size[1]}: {len(convs.intersection(kept))} of {len(convs)} convolutions float32, "
+                f"agreement {100 * agree:.2f}%"
             )
             if agree > best[0]:
                 best = (agree, kept)
@@ -212,7 +219,8 @@ def quantize(
             "agreement": agree,
             "target": target,
             "float32_nodes": kept,
-            "convolutions": len(nodes),
+            "float32_convolutions": len(convs.intersection(kept)),
+            "convolutions": len(convs),
             "calibration_images": len(calibration),
             "check_images": len(check),
         }
@@ -230,8 +238,8 @@ class Int8Model(nn.Module):
     Takes and returns what the network does (normalised ``N x 3 x H x W`` float in,
     ``N x C x H x W`` scores out). Each new size is quantised on first use (or read from
     the cache); ``calibration`` and ``check`` are normalised images (:func:`calibration_sets`).
-    A size that cannot keep ``target`` (default :data:`AGREEMENT_TARGET`) runs the
-    float32 network.
+    A size that cannot keep ``target`` (default :data:`AGREEMENT_TARGET`) runs
+    ``fallback`` (default: the float32 network as given).
     """
 
     def __init__(
@@ -242,12 +250,14 @@ class Int8Model(nn.Module):
         notify: Callable[[str], None] | None = None,
         cache: Path | None = None,
         target: float | None = None,
+        fallback: nn.Module | None = None,
     ) -> None:
         super().__init__()
         require_onnxruntime()
         if not calibration or not check:
             raise GcnsegError("int8 needs calibration images: none given")
         self.float_model = model.eval().cpu().float()
+        self.fallback = fallback if fallback is not None else self.float_model  # for refused sizes
         self.calibration, self.check = list(calibration), list(check)
         self.notify = notify or (lambda line: print(f"gcnseg: {line}", file=sys.stderr))
         self.cache = cache or cache_dir()
@@ -290,7 +300,7 @@ class Int8Model(nn.Module):
         session = self._for_size((int(x.shape[-2]), int(x.shape[-1])))
         if session is None:
             with torch.inference_mode():
-                return self.float_model(x.cpu().float()).to(x.device)
+                return self.fallback(x.cpu().float()).to(x.device)
         outs = [session.run(None, {"image": xi[None].cpu().float().contiguous().numpy()})[0] for xi in x]
         return torch.from_numpy(np.concatenate(outs)).to(x.device)
 

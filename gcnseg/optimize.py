@@ -213,6 +213,8 @@ def inference_model(
         if compile not in COMPILE:
             raise GcnsegError(f"GCNSEG_COMPILE={compile}: expected {', '.join(COMPILE)}")
     if eager:
+        if precision != "auto" or compile == "on":
+            raise GcnsegError("--eager runs the network as it is: it takes no --precision or --compile on")
         return model
     device = next(model.parameters()).device
     if precision == "int8":
@@ -225,7 +227,8 @@ def inference_model(
             raise GcnsegError(
                 "precision int8 calibrates on the model's training split: give its data (--root DIR, or data.root=DIR)"
             )
-        return Int8Model(model, *calibration_sets(data), notify=notify, target=int8_agreement)
+        fallback = optimize_for_inference(model, precision="fp32")  # for a size that int8 would change
+        return Int8Model(model, *calibration_sets(data), notify=notify, target=int8_agreement, fallback=fallback)
     fast = optimize_for_inference(model, precision=precision)
     wanted = compile == "on" or (compile == "auto" and (passes is None or passes >= COMPILE_MIN_PASSES))
     if not wanted:

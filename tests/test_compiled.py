@@ -84,7 +84,11 @@ def test_auto_compiles_long_jobs_and_long_lived_processes(plain, monkeypatch):
     assert isinstance(inference_model(plain, passes=None), CompiledModel)  # serve
     assert isinstance(inference_model(plain, compile="on", passes=1), CompiledModel)
     assert isinstance(inference_model(plain, compile="off", passes=None), InferenceModel)
-    assert inference_model(plain, eager=True, compile="on") is plain
+    assert inference_model(plain, eager=True) is plain
+    with pytest.raises(GcnsegError, match="--eager runs the network as it is"):
+        inference_model(plain, eager=True, compile="on")
+    with pytest.raises(GcnsegError, match="--eager runs the network as it is"):
+        inference_model(plain, eager=True, precision="int8")
 
 
 def test_gcnseg_compile_decides_auto(plain, monkeypatch):
@@ -107,11 +111,13 @@ def test_no_compiler_runs_uncompiled(plain, monkeypatch):
     assert said == ["no compiler for torch.compile on this machine (a C++ compiler on the CPU); running uncompiled"]
 
 
-def test_train_compile_auto_compiles_long_schedules():
+def test_train_compile_auto_compiles_long_schedules_on_cuda_only():
     from gcnseg.runtime import COMPILE_MIN_STEPS, resolve_compile
 
-    assert [resolve_compile(v, 10) for v in ("auto", True, False)] == [False, True, False]
-    assert [resolve_compile(v, COMPILE_MIN_STEPS) for v in ("auto", True, False)] == [True, True, False]
+    cpu, cuda, long = torch.device("cpu"), torch.device("cuda", 0), COMPILE_MIN_STEPS
+    assert [resolve_compile(v, cpu, long) for v in ("auto", True, False)] == [False, True, False]
+    assert [resolve_compile(v, cuda, long) for v in ("auto", True, False)] == [True, True, False]
+    assert [resolve_compile(v, cuda, 10) for v in ("auto", True, False)] == [False, True, False]
 
 
 def test_train_compile_on_trains_through_the_compiled_step(tmp_path, monkeypatch):
@@ -188,3 +194,21 @@ def test_a_compile_that_disagrees_runs_uncompiled(monkeypatch):
     assert net.broken and net.compiled.calls == 1
     assert said[-1].startswith("the compiled network's labels agreed with the uncompiled one's on only")
     assert said[-1].endswith("of the pixels; running uncompiled")
+
+
+def test_serve_compiles_for_the_folders_first_image_before_the_page(trained_run, tmp_path, monkeypatch, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from gcnseg.serve.segmenter import Segmenter
+    from gcnseg.serve.server import _warm_up
+
+    monkeypatch.setattr(gcnseg.compiled.torch, "compile", lambda m, dynamic: _Counted(m))
+    segmenter = Segmenter([str(trained_run)], device="cpu", path={"compile": "on"})
+    loaded = segmenter.load(str(trained_run))
+    assert isinstance(loaded.model, CompiledModel)
+    Image.fromarray(np.full((40, 56, 3), 90, np.uint8)).save(tmp_path / "first.png")
+    _warm_up(segmenter, loaded, tmp_path / "first.png")
+    assert loaded.model.shapes == {(1, 3, 40, 56)}
+    assert f"compiling {trained_run} for 40x56 images before the page opens" in capsys.readouterr().out
+    _warm_up(segmenter, loaded, tmp_path / "missing.png")  # an unreadable first image: the page will say so

@@ -19,27 +19,39 @@ NAMES = [
     "/m/backbone/body/conv_stem/Conv",
     "/m/backbone/body/blocks.0/blocks.0.0/conv_dw/Conv",
     "/m/backbone/body/blocks.0/blocks.0.0/conv_pw/Conv",
+    "/m/backbone/body/bn1/act/Clip",
     "/m/backbone/body/blocks.1/blocks.1.0/conv_pw/Conv",
     "/m/backbone/layer1/layer1.0/conv1/Conv",
     "/m/heads.0/left/left.0/Conv",
     "/m/up.0/deconv/ConvTranspose",
+    "/m/up.0/Concat",
+    "/m/Add_1",
     "/m/fuse_br.0/conv1/Conv",
     "/m/head_br.0/conv1/Conv",
 ]
 
 
 def test_stage_groups_follow_the_encoder_from_its_input():
-    assert stage_groups(NAMES) == [[NAMES[0]], NAMES[1:3], [NAMES[3]], [NAMES[4]]]
+    assert (
+        stage_groups(NAMES)
+        == [
+            ["/m/backbone/body/conv_stem/Conv", "/m/backbone/body/bn1/act/Clip"],  # the stem, one group
+            NAMES[1:3],
+            [NAMES[4]],
+            [NAMES[5]],
+        ]
+    )
 
 
 def test_float_ladder_keeps_the_decoder_then_adds_stages():
     ladder = float_ladder(NAMES)
-    decoder = ["/m/up.0/deconv/ConvTranspose", "/m/fuse_br.0/conv1/Conv"]
+    decoder = ["/m/up.0/deconv/ConvTranspose", "/m/up.0/Concat", "/m/Add_1", "/m/fuse_br.0/conv1/Conv"]
+    stem = [NAMES[0], NAMES[3]]
     assert ladder[0] == [] and ladder[1] == decoder
-    assert ladder[2] == decoder + [NAMES[0]]
-    assert ladder[3] == decoder + NAMES[0:3]
-    assert ladder[-1] == decoder + NAMES[0:5]
-    assert "/m/heads.0/left/left.0/Conv" not in ladder[-1]  # the heads stay int8
+    assert ladder[2] == decoder + stem
+    assert ladder[3] == decoder + stem + NAMES[1:3]
+    assert ladder[-1] == decoder + stem + NAMES[1:3] + [NAMES[4], NAMES[5]]
+    assert not {"/m/heads.0/left/left.0/Conv", "/m/head_br.0/conv1/Conv"} & set(ladder[-1])  # the heads stay int8
 
 
 def _street_camvid(root):
@@ -101,7 +113,7 @@ def test_int8_runs_what_it_measured(shipped, tmp_path, monkeypatch):
     assert said[0].startswith("quantising for 96x128 inputs, calibrated on 6 training images")
     from gcnseg.bench.timing import describe_path
 
-    kept = len(record["float32_nodes"])
+    kept = record["float32_convolutions"]
     assert describe_path(q) == f"int8 onnxruntime ({kept}/{record['convolutions']} convs float32)"
     assert "agreement" in said[1]
 
@@ -119,7 +131,7 @@ def test_int8_below_target_runs_float32(shipped, tmp_path, monkeypatch):
     assert q.records == {}
     from gcnseg.bench.timing import describe_path
 
-    assert describe_path(q) == "float32 (int8 refused: agreement)"
+    assert describe_path(q) == "eager fp32 (int8 refused: agreement)"
     assert said[-1].endswith("(needs 101.0%); this network runs float32 for 96x128 inputs")
     said.clear()  # the refusal is remembered: the next process runs float32 at once
     again = Int8Model(model, cal, check, notify=said.append, cache=tmp_path)

@@ -85,7 +85,7 @@ def bench_paths(
         if records is not None:
             rec = records.get(tuple(x.shape[-2:]))
             row["int8"] = "float32 fallback" if rec is None else {
-                "float32_convolutions": len(rec["float32_nodes"]), "convolutions": rec["convolutions"],
+                "float32_convolutions": rec["float32_convolutions"], "convolutions": rec["convolutions"],
                 "check_agreement": rec["agreement"],
             }  # fmt: skip
     result: dict[str, Any] = {"model": MODEL, "size": list(x.shape[-2:]), "inference": rows}

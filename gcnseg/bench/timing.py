@@ -59,9 +59,9 @@ def describe_path(model: Any, amp: Any = None) -> str:
     if isinstance(model, Int8Model):
         records = list(model.records.values())
         if not records:
-            return "float32 (int8 refused: agreement)"
+            return f"{describe_path(model.fallback)} (int8 refused: agreement)"
         r = records[0]
-        return f"int8 onnxruntime ({len(r['float32_nodes'])}/{r['convolutions']} convs float32)"
+        return f"int8 onnxruntime ({r['float32_convolutions']}/{r['convolutions']} convs float32)"
     if isinstance(model, InferenceModel):
         return "optimised bf16 backbone" if model.backbone_dtype != torch.float32 else "optimised fp32"
     return "eager bf16 autocast" if amp is not None else "eager fp32"

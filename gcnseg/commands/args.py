@@ -65,7 +65,8 @@ def add_inference(p: argparse.ArgumentParser) -> None:
         "--precision",
         choices=("auto", "fp32", "bf16", "int8"),
         default="auto",
-        help="auto: bf16 where the CPU has native bf16, else fp32; int8: quantised with ONNX Runtime, "
+        help="auto: bf16 where the CPU multiplies it natively and the backbone allows it, else fp32; int8: "
+        "quantised with ONNX Runtime, "
         "calibrated on the model's training split (needs its data and 'gcnseg[onnx]')",
     )
     add_int8_agreement(p)

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 notify=print,
             )  # fmt: skip
             print(
-                f"int8: {len(record['float32_nodes'])} of {record['convolutions']} convolutions float32, "
+                f"int8: {record['float32_convolutions']} of {record['convolutions']} convolutions float32, "
                 f"argmax agreement with float32 {100 * record['agreement']:.2f}% on {record['check_images']} "
                 "validation images"
             )

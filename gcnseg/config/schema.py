@@ -195,8 +195,8 @@ class TrainConfig:
     # autocast: auto (bf16 where the CPU multiplies it natively, float32 where it would be
     # emulated; the GPU's choice on CUDA), bf16 (CUDA or CPU), fp16 (CUDA), fp32 or null
     amp: Amp | None = "auto"
-    # torch.compile of the training step: auto (schedules of at least 1000 steps, which
-    # repay the compile), true, false
+    # torch.compile of the training step: auto (on CUDA for schedules of at least 1000
+    # steps; not on the CPU, where it measured no faster), true, false
     compile: bool | Auto = "auto"
     channels_last: bool = False
     sync_bn: bool = False

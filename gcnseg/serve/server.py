@@ -13,6 +13,7 @@ import socket
 import sys
 import tempfile
 import time
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,20 @@ def serve(
     os._exit(code)
 
 
+def _warm_up(segmenter: Segmenter, loaded: Any, image: Path) -> None:
+    """Compile the first model for the size of the folder's first image before the page
+    opens (a CompiledModel compiles on its first input of each size)."""
+    try:
+        rgb, resized_from = segmenter.read(image)
+    except GcnsegError:
+        return  # an unreadable first image: the page says so when it is picked
+    print(
+        f"gcnseg serve: compiling {loaded.choice} for {rgb.shape[0]}x{rgb.shape[1]} images before the page opens",
+        flush=True,
+    )
+    segmenter.segment(loaded, rgb, resized_from=resized_from)
+
+
 def _serve(
     models: list[str],
     images: str | None,
@@ -103,15 +118,15 @@ def _serve(
 ) -> None:
     """Check what was asked for, load the first model, serve until stopped."""
     from ..checkpoint import resolve_checkpoint
+    from ..compiled import CompiledModel
     from ..zoo import ZOO
     from .page import build_page, launch
-    from .segmenter import Segmenter, folder_images
+    from .segmenter import Segmenter, folder_path, list_images
 
     choices = list(dict.fromkeys([*models, *ZOO]))  # what was asked for first, then the zoo
     for choice in choices:
         resolve_checkpoint(choice)  # a typo is an error now, not on the page
-    if images:
-        folder_images(images)
+    listing = list_images(images) if images else None
     segmenter = Segmenter(
         choices,
         device=device,
@@ -120,7 +135,9 @@ def _serve(
         overrides=overrides,
         path=path,
     )
-    segmenter.load(choices[0])  # the first model shown loads before the page is offered
+    loaded = segmenter.load(choices[0])  # the first model shown loads before the page is offered
+    if listing is not None and listing.names and isinstance(loaded.model, CompiledModel):
+        _warm_up(segmenter, loaded, folder_path(images or "", listing.path(listing.names[0])))
     _check_address(host, port)
     # uploads and pictures in a folder of this server's own, removed when it stops
     # (unless GRADIO_TEMP_DIR names one)

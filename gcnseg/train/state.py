@@ -137,7 +137,7 @@ def compile_step(cfg: Config, device: torch.device, steps: int) -> bool:
     length, :func:`~gcnseg.runtime.resolve_compile`), where a compiler is there for Inductor."""
     from ..compiled import compiler_available
 
-    return resolve_compile(cfg.train.compile, steps) and compiler_available(device)
+    return resolve_compile(cfg.train.compile, device, steps) and compiler_available(device)
 
 
 def resolved_runtime(
