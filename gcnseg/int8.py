@@ -292,6 +292,11 @@ class Int8Model(nn.Module):
             self.notify(f"{record['refused']}; this network runs float32 for {size[0]}x{size[1]} inputs")
             self._sessions[size] = None
         else:
+            self.notify(
+                f"int8 for {size[0]}x{size[1]} inputs: {record['float32_convolutions']} of {record['convolutions']} "
+                f"convolutions float32, argmax agreement with float32 {100 * record['agreement']:.2f}% on "
+                f"{record['check_images']} validation images"
+            )
             self._sessions[size] = _session(path, torch.get_num_threads())
             self.records[size] = record
         return self._sessions[size]

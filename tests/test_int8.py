@@ -149,7 +149,7 @@ def test_int8_cache_is_reused_and_a_damaged_entry_rebuilt(shipped, tmp_path, mon
     said: list[str] = []
     again = Int8Model(model, cal, check, notify=said.append, cache=tmp_path)
     assert torch.equal(again(x), first)
-    assert said == []  # read from the cache, nothing quantised
+    assert len(said) == 1 and said[0].startswith("int8 for 96x128 inputs: 0 of 87 convolutions float32")  # cached
     (onnx_file,) = tmp_path.glob("*-96x128.onnx")
     onnx_file.write_bytes(onnx_file.read_bytes()[:100])  # a torn write, a bad disk
     rebuilt = Int8Model(model, cal, check, notify=said.append, cache=tmp_path)
