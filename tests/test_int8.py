@@ -190,7 +190,7 @@ def test_eval_int8_reports_miou_near_float(shipped, tmp_path, capsys):
     assert abs(a["miou"] - b["miou"]) <= 0.5
 
 
-def test_export_int8_writes_one_described_file(shipped, tmp_path):
+def test_export_int8_writes_one_described_file(shipped, tmp_path, capsys):
     import onnx
     import onnxruntime as ort
 
@@ -198,6 +198,8 @@ def test_export_int8_writes_one_described_file(shipped, tmp_path):
     out = tmp_path / "street-int8.onnx"
     args = ["export", "--model", "camvid-gcn-lite0", "--precision", "int8", "--size", "96", "128"]
     assert main([*args, "--root", str(cfg.data.root), "--int8-agreement", "90", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "input  image: float32 1 x 3 x 96 x 128" in printed and "(any N, H, W)" not in printed
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     record = json.loads(props["int8"])
     assert record["size"] == [96, 128] and record["agreement"] >= 0.9 and record["target"] == 0.9

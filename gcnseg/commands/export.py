@@ -90,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             export_torchscript(model, out, meta=meta, cfg=cfg, source=source, end_to_end=e2e)
     described = export_metadata(meta, cfg, source, e2e)
+    if args.precision == "int8":  # one input size: what the file itself says
+        import onnx
+
+        described = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
     where = "ONNX metadata_props" if args.format == "onnx" else "its extra file meta.json"
     print(
         f"written {out} ({out.stat().st_size / 1e6:.1f} MB)\n"
