@@ -13,6 +13,9 @@
 4. ``gcnseg bench``'s GPU rows (inference and training step, batch 16, fp32 /
    bf16 / fp16) into ``OUT_DIR/gpu_bench.json``.
 5. A profile of one bf16 training step (the CUDA kernels by time).
+6. The compiled paths on CUDA: the compiled inference network at 1024x2048 (its labels
+   against eager's, ms both ways) and the bf16 training step of GCNSeg-R50 eager and
+   compiled (images/s), into ``OUT_DIR/gpu_check.json``.
 
 Every check asserts; the script exits non-zero on the first failure, and at once
 where there is no CUDA device. ``--quick`` shrinks sizes and steps (a dry run of
@@ -191,6 +194,60 @@ def profile_training_step(size: int, batch: int, out: Path) -> None:
     print(f"profile of a bf16 training step, batch {batch}: {out / 'gpu_profile.txt'}")
 
 
+def check_compiled(size: int, batch: int, rounds: int, device: str = "cuda") -> dict[str, float]:
+    """Issue 23 on a GPU: compiled inference (1024x2048, or ``size`` x 2``size``) and the
+    compiled bf16 training step, against eager in the same process."""
+    from gcnseg.models import GCNSeg
+    from gcnseg.optimize import inference_model
+    from gcnseg.train import segmentation_loss
+
+    def timed(fn, n: int) -> float:
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t) / n
+
+    model = GCNSeg(19, "resnet50").eval().to(device)
+    compiled = inference_model(model, precision="fp32", compile="on", notify=print)
+    x = torch.randn(1, 3, size, 2 * size, device=device)
+    with torch.inference_mode():
+        agree = float((compiled(x).argmax(1) == model(x).argmax(1)).float().mean())
+        eager_s, compiled_s = timed(lambda: model(x), rounds), timed(lambda: compiled(x), rounds)
+    assert agree >= 0.99, f"compiled inference agrees on {agree:.4f} of the pixels"
+    net = GCNSeg(21, "resnet50").train().to(device)
+    step_net = torch.compile(net)
+    opt = torch.optim.SGD(net.parameters(), lr=1e-6, momentum=0.9)
+    xb = torch.randn(batch, 3, size // 2, size // 2, device=device)
+    yb = torch.randint(0, 21, (batch, size // 2, size // 2), device=device)
+
+    def step(m) -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device, dtype=torch.bfloat16):
+            out = m(xb)
+        segmentation_loss(out, yb, 255).backward()
+        opt.step()
+
+    t = time.perf_counter()
+    step(step_net)
+    compile_s = time.perf_counter() - t
+    train_eager, train_compiled = timed(lambda: step(net), rounds), timed(lambda: step(step_net), rounds)
+    result = {
+        "inference_agreement": agree,
+        f"inference_{size}x{2 * size}_eager_ms": 1000 * eager_s,
+        f"inference_{size}x{2 * size}_compiled_ms": 1000 * compiled_s,
+        "train_bf16_eager_img_per_s": batch / train_eager,
+        "train_bf16_compiled_img_per_s": batch / train_compiled,
+        "train_compile_s": compile_s,
+    }
+    print("compiled paths:", json.dumps(result))
+    return result
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
@@ -224,6 +281,7 @@ def main() -> int:
         str(args.out / "gpu_bench.json"),
     )
     profile_training_step(size, 16, args.out)
+    report["compiled"] = check_compiled(256 if args.quick else 1024, 16, 3 if args.quick else 10)
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2))
     print("all GPU checks passed")
     return 0
