@@ -57,6 +57,9 @@ class CompiledModel(nn.Module):
         self.broken = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # one layout for every input (what the optimised network makes of it anyway): views and
+        # NCHW tensors of a shape run the same graph, not a silent recompile per stride
+        x = x.contiguous(memory_format=torch.channels_last)
         shape = tuple(x.shape)
         if self.broken or (shape not in self.shapes and len(self.shapes) >= MAX_SHAPES):
             return self.model(x)

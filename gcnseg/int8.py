@@ -24,7 +24,10 @@ kept float32 and the agreement reached; a damaged cache entry is rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -32,7 +35,7 @@ import re
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,7 @@ from .errors import GcnsegError
 from .runtime import atomic_path, atomic_write_text, file_sha256
 
 AGREEMENT_TARGET = 0.995  # argmax agreement with float32 that an int8 network must keep
+MAX_SIZES = 4  # input sizes quantised per network; others run float32 (as compiling does)
 MAX_FLOAT_STAGES = 6  # encoder stages that may be kept float32 (after the decoder)
 CALIBRATION_IMAGES = 24
 CHECK_IMAGES = 32
@@ -162,6 +166,7 @@ def quantize(
     out: Path,
     notify: Callable[[str], None] = lambda line: None,
     target: float | None = None,
+    opset: int = 18,
 ) -> dict[str, Any]:
     """Quantise ``model`` (float32, eval mode, on the CPU) for ``size`` into ``out``; returns
     the record of what was done (also written to ``out`` + ``.json``). Raises
@@ -172,7 +177,7 @@ def quantize(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    model = model.eval().float()
+    model = copy.deepcopy(model).eval().float()  # the caller's model keeps its mode and dtype
     calibration, check = _resized(calibration, size), _resized(check, size)
     with torch.inference_mode():
         reference = [model(x).argmax(1).numpy() for x in check]
@@ -182,9 +187,9 @@ def quantize(
         sample = torch.zeros(1, 3, *size)
         with torch.no_grad(), warnings.catch_warnings():  # the exporter's notes on traced sizes are expected
             warnings.simplefilter("ignore")
-            torch.onnx.export(  # a copy in eval mode: tracing must not touch the caller's BatchNorm statistics
-                _Plain(copy.deepcopy(model)).eval(), (sample,), str(fp32), input_names=["image"], output_names=["scores"],
-                opset_version=18, dynamo=False,
+            torch.onnx.export(
+                _Plain(model).eval(), (sample,), str(fp32), input_names=["image"], output_names=["scores"],
+                opset_version=opset, dynamo=False,
             )  # fmt: skip
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         graph = onnx.load(str(pre)).graph
@@ -256,11 +261,20 @@ class Int8Model(nn.Module):
         require_onnxruntime()
         if not calibration or not check:
             raise GcnsegError("int8 needs calibration images: none given")
-        self.float_model = model.eval().cpu().float()
+        # a copy: the caller's model keeps its mode, device and dtype
+        self.float_model = copy.deepcopy(model).eval().cpu().float()
         self.fallback = fallback if fallback is not None else self.float_model  # for refused sizes
         self.calibration, self.check = list(calibration), list(check)
         self.notify = notify or (lambda line: print(f"gcnseg: {line}", file=sys.stderr))
         self.cache = cache or cache_dir()
+        try:  # an unusable cache is said now, not after minutes of quantising
+            self.cache.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.cache, os.W_OK):
+                raise PermissionError(errno.EACCES, "Permission denied")
+        except OSError as e:
+            raise GcnsegError(
+                f"{self.cache}: the int8 cache (GCNSEG_CACHE) cannot be written ({e.strerror or e})"
+            ) from None
         self.num_classes = getattr(model, "num_classes", None)
         self.target = AGREEMENT_TARGET if target is None else target
         self._key = _digest(
@@ -275,31 +289,37 @@ class Int8Model(nn.Module):
     def _for_size(self, size: tuple[int, int]) -> Any:
         if size in self._sessions:
             return self._sessions[size]
-        path = self.cache / f"{self._key}-{size[0]}x{size[1]}.onnx"
-        record = _cached(path)
-        if record is None:
-            self.notify(
-                f"quantising for {size[0]}x{size[1]} inputs, calibrated on {len(self.calibration)} training images "
-                f"(once per size; cached in {self.cache})"
-            )
-            try:
-                record = quantize(self.float_model, size, self.calibration, self.check, path, self.notify, self.target)
-            except GcnsegError as e:  # remembered: the next process runs float32 at once
-                record = {"format": FORMAT, "refused": f"{e}"}
-                path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(path.with_suffix(".json"), json.dumps(record, indent=1))
-        if "refused" in record:
-            self.notify(f"{record['refused']}; this network runs float32 for {size[0]}x{size[1]} inputs")
+        if len(self._sessions) >= MAX_SIZES:  # a folder of many sizes: not a quantisation each
+            self.notify(f"{size[0]}x{size[1]} inputs run float32 (int8 is made for at most {MAX_SIZES} sizes)")
             self._sessions[size] = None
+            return None
+        path = self.cache / f"{self._key}-{size[0]}x{size[1]}.onnx"
+        with _locked(path.with_suffix(".lock")):  # a second process waits, then reads the entry
+            record = _cached(path, size)
+            if record is None:
+                self.notify(
+                    f"quantising for {size[0]}x{size[1]} inputs, calibrated on {len(self.calibration)} training "
+                    f"images (once per size; cached in {self.cache})"
+                )
+                try:
+                    record = quantize(
+                        self.float_model, size, self.calibration, self.check, path, self.notify, self.target
+                    )
+                except GcnsegError as e:  # remembered: the next process runs float32 at once
+                    record = {"format": FORMAT, "refused": f"{e}"}
+                    atomic_write_text(path.with_suffix(".json"), json.dumps(record, indent=1))
+            session = None if "refused" in record else _session(path, torch.get_num_threads())
+        if session is None:
+            self.notify(f"{record['refused']}; this network runs float32 for {size[0]}x{size[1]} inputs")
         else:
             self.notify(
                 f"int8 for {size[0]}x{size[1]} inputs: {record['float32_convolutions']} of {record['convolutions']} "
                 f"convolutions float32, argmax agreement with float32 {100 * record['agreement']:.2f}% on "
                 f"{record['check_images']} validation images"
             )
-            self._sessions[size] = _session(path, torch.get_num_threads())
             self.records[size] = record
-        return self._sessions[size]
+        self._sessions[size] = session
+        return session
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         session = self._for_size((int(x.shape[-2]), int(x.shape[-1])))
@@ -316,17 +336,37 @@ def _ort_version() -> str:
     return str(onnxruntime.__version__)
 
 
-def _cached(path: Path) -> dict[str, Any] | None:
-    """The record of a complete cache entry (its digest checked), or of a refused size; else None."""
+def _cached(path: Path, size: tuple[int, int]) -> dict[str, Any] | None:
+    """The record of a complete cache entry for ``size`` (its digest and fields checked), or
+    of a refused size; else None (missing, torn or edited: made again)."""
     try:
         record = json.loads(path.with_suffix(".json").read_text())
-        if record.get("format") == FORMAT and isinstance(record.get("refused"), str):
-            return dict(record)  # a size where int8 did not keep the agreement
-        if record.get("format") == FORMAT and record.get("sha256") == file_sha256(path):
-            return dict(record)
-    except (OSError, ValueError, AttributeError):
+        if not isinstance(record, dict) or record.get("format") != FORMAT:
+            return None
+        if isinstance(record.get("refused"), str):
+            return record  # a size where int8 did not keep the agreement
+        fields_ok = (
+            record.get("size") == list(size)
+            and all(isinstance(record.get(k), int) for k in ("float32_convolutions", "convolutions", "check_images"))
+            and isinstance(record.get("agreement"), float)
+            and isinstance(record.get("float32_nodes"), list)
+        )
+        if fields_ok and record.get("sha256") == file_sha256(path):
+            return record
+    except (OSError, ValueError):
         pass
     return None
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive OS lock on ``path`` while the block runs (released if the process dies)."""
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _spread(dataset: Any, count: int, what: str) -> list[torch.Tensor]:
@@ -357,6 +397,7 @@ def export_int8(
     props: dict[str, str],
     target: float | None = None,
     notify: Callable[[str], None] = lambda line: None,
+    opset: int = 18,
 ) -> dict[str, Any]:
     """``model`` quantised for ``size`` (calibrated on the training split of ``data``,
     checked on its validation split) as one ONNX file with ``props`` (the export's
@@ -368,7 +409,7 @@ def export_int8(
     with tempfile.TemporaryDirectory(prefix="gcnseg-int8-export-") as tmp:
         made = Path(tmp) / "int8.onnx"
         try:
-            record = quantize(model, size, calibration, check, made, notify, target)
+            record = quantize(model, size, calibration, check, made, notify, target, opset)
         except GcnsegError as e:
             raise GcnsegError(f"{e}; {out} not written (--int8-agreement sets the bar)") from None
         proto = onnx.load(str(made))

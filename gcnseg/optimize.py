@@ -196,8 +196,8 @@ def inference_model(
       keeping ``int8_agreement`` (a fraction; default :data:`gcnseg.int8.AGREEMENT_TARGET`);
     - else :func:`optimize_for_inference` at ``precision``, compiled
       (:class:`gcnseg.compiled.CompiledModel`) when ``compile="on"``, or ``"auto"`` and the
-      job is long enough to repay it: ``passes`` (forward passes it will run; None: a
-      long-lived process such as ``serve``) at least ``COMPILE_MIN_PASSES``. The
+      job is long enough to repay it: ``passes`` (forward passes of one input size it
+      will run; None: a long-lived process such as ``serve``) at least ``COMPILE_MIN_PASSES``. The
       environment variable ``GCNSEG_COMPILE`` (on, off) decides ``"auto"`` where it is set,
       e.g. ``GCNSEG_COMPILE=off`` for a machine where compiling is not wanted.
     """
@@ -208,10 +208,6 @@ def inference_model(
         raise GcnsegError(f"precision {precision!r}: expected {', '.join(PRECISIONS)}")
     if compile not in COMPILE:
         raise GcnsegError(f"compile {compile!r}: expected {', '.join(COMPILE)}")
-    if compile == "auto":
-        compile = os.environ.get("GCNSEG_COMPILE", "auto").strip().lower() or "auto"
-        if compile not in COMPILE:
-            raise GcnsegError(f"GCNSEG_COMPILE={compile}: expected {', '.join(COMPILE)}")
     if eager:
         if precision != "auto" or compile == "on":
             raise GcnsegError("--eager runs the network as it is: it takes no --precision or --compile on")
@@ -220,16 +216,23 @@ def inference_model(
     if precision == "int8":
         from .int8 import Int8Model, calibration_sets, require_onnxruntime
 
+        if compile == "on":
+            raise GcnsegError("precision int8 runs in ONNX Runtime: it takes no --compile on")
         if device.type != "cpu":
             raise GcnsegError(f"precision int8 runs on the CPU (this model is on {device}); use --device cpu")
         require_onnxruntime()
         if data is None or data.root is None:
             raise GcnsegError(
-                "precision int8 calibrates on the model's training split: give its data (--root DIR, or data.root=DIR)"
+                "precision int8 calibrates on the model's training split: give its dataset's root "
+                "(data.root=DIR; eval and export: --root DIR)"
             )
         fallback = optimize_for_inference(model, precision="fp32")  # for a size that int8 would change
         return Int8Model(model, *calibration_sets(data), notify=notify, target=int8_agreement, fallback=fallback)
     fast = optimize_for_inference(model, precision=precision)
+    if compile == "auto":  # the environment decides "auto" only, and only here
+        compile = os.environ.get("GCNSEG_COMPILE", "auto").strip().lower() or "auto"
+        if compile not in COMPILE:
+            raise GcnsegError(f"GCNSEG_COMPILE={compile}: expected {', '.join(COMPILE)}")
     wanted = compile == "on" or (compile == "auto" and (passes is None or passes >= COMPILE_MIN_PASSES))
     if not wanted:
         return fast

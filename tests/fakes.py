@@ -236,3 +236,20 @@ def once_per_session(tmp_path_factory, name: str, build: Callable[[Path], Path])
 
     with FileLock(str(shared / f"{name}.lock")):
         return build(shared / name)
+
+
+def street_camvid(root: Path) -> Path:
+    """A CamVid-layout folder (SegNet's lists) of drawn street scenes at 96x128, each
+    shifted and some mirrored: real-looking images for the shipped CamVid model."""
+    base = street_scene(96, 128)
+    mask = np.repeat(np.array([0, 1, 3], np.uint8), 32)[:, None].repeat(128, 1)  # sky, building, road
+    for split, n in (("train", 6), ("val", 3)):
+        lines = []
+        for k in range(n):
+            img = np.roll(base, 9 * k + (split == "val") * 5, axis=1)
+            img = img[:, ::-1] if k % 2 else img
+            save(root / split / f"{k}.png", np.ascontiguousarray(img))
+            save(root / f"{split}annot" / f"{k}.png", mask)
+            lines.append(f"{split}/{k}.png {split}annot/{k}.png\n")
+        (root / f"{split}.txt").write_text("".join(lines))
+    return root

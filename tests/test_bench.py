@@ -116,3 +116,39 @@ def test_every_row_names_its_path():
     assert describe_path(InferenceModel(conv)) == "optimised fp32"
     assert describe_path(InferenceModel(conv, backbone_dtype=torch.bfloat16)) == "optimised bf16 backbone"
     assert describe_path(CompiledModel(InferenceModel(conv), notify=print)) == "compiled optimised fp32"
+
+
+def test_paths_rows_name_their_path_and_agreement(tmp_path, monkeypatch, capsys):
+    """`gcnseg bench --paths CAMVID` on drawn street scenes (a CamVid layout, 96x128), with
+    torch.compile standing in (a real compile takes minutes; test_compiled.py does one):
+    every path a row, named, timed against eager fp32, with its agreement on val."""
+    import json
+
+    from fakes import street_camvid
+
+    import gcnseg.bench.paths
+    from gcnseg.commands import main
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: module)
+    monkeypatch.setattr(gcnseg.bench.paths, "TRAIN_CROPS", (2, 64, 96))
+    monkeypatch.setenv("GCNSEG_CACHE", str(tmp_path / "cache"))
+    root = street_camvid(tmp_path / "street")
+    out = tmp_path / "bench.json"
+    skip = ["inference", "train", "lite", "metrics", "memory", "gpu"]
+    args = ["bench", "--threads", "1", "--repeats", "1", "--warmup", "0", "--skip", *skip]
+    assert main([*args, "--paths", str(root), "--json", str(out)]) == 0
+    rows = {r["name"]: r for r in json.loads(out.read_text())["paths"]["inference"]}
+    assert list(rows)[:2] == ["eager fp32 (reference)", "optimised fp32"]
+    assert rows["eager fp32 (reference)"]["ratio"] == 1.0 and rows["eager fp32 (reference)"]["argmax_agreement"] == 1.0
+    assert rows["optimised fp32"]["path"] == "optimised fp32" and rows["optimised fp32"]["argmax_agreement"] >= 0.999
+    compiled = next(r for n, r in rows.items() if n.startswith("compiled"))
+    assert compiled["path"].startswith("compiled optimised")
+    every = rows["int8 every convolution (ONNX Runtime, no guard)"]
+    assert every["path"] == "int8 onnxruntime (0/87 convs float32)" and every["int8"]["convolutions"] == 87
+    assert 0.5 < every["argmax_agreement"] <= 1.0
+    assert all(r["instruction_set"] and r["ms"] > 0 and r["first_call_s"] >= 0 for r in rows.values())
+    train = json.loads(out.read_text())["paths"]["train"]
+    assert [r["path"] for r in train] == ["eager fp32", "eager fp32", "compiled fp32"]
+    printed = capsys.readouterr().out
+    assert "inference paths, camvid-gcn-lite0 1x3x96x128" in printed
+    assert "training step, 2 crops of 64x96, fp32" in printed and "goal: at most 1.2x" in printed

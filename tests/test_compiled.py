@@ -72,7 +72,7 @@ def test_a_failed_compile_runs_uncompiled_and_says_so_once(monkeypatch):
     net = CompiledModel(conv, notify=said.append)
     x = torch.randn(1, 3, 5, 5)
     for _ in range(3):
-        assert torch.equal(net(x), conv(x))
+        torch.testing.assert_close(net(x), conv(x))
     assert net.broken and net.compiled.calls == 1
     assert said[-1] == "compiling failed (RuntimeError: InductorError: no working C++ compiler); running uncompiled"
 
@@ -195,7 +195,7 @@ def test_a_compile_that_disagrees_runs_uncompiled(monkeypatch):
     x = torch.randn(1, 3, 6, 6)
     with torch.no_grad():
         for _ in range(2):
-            assert torch.equal(net(x), conv(x))
+            torch.testing.assert_close(net(x), conv(x))
     assert net.broken and net.compiled.calls == 1
     assert said[-1].startswith("the compiled network's labels agreed with the uncompiled one's on only")
     assert said[-1].endswith("of the pixels; running uncompiled")
@@ -217,3 +217,41 @@ def test_serve_compiles_for_the_folders_first_image_before_the_page(trained_run,
     assert loaded.model.shapes == {(1, 3, 40, 56)}
     assert f"compiling {trained_run} for 40x56 images before the page opens" in capsys.readouterr().out
     _warm_up(segmenter, loaded, tmp_path / "missing.png")  # an unreadable first image: the page will say so
+
+
+def test_views_and_layouts_of_one_shape_share_one_checked_graph(monkeypatch):
+    monkeypatch.setattr(gcnseg.compiled.torch, "compile", lambda m, dynamic: _Counted(m))
+    said: list[str] = []
+    conv = nn.Conv2d(3, 2, 1)
+    net = CompiledModel(conv, notify=said.append)
+    big = torch.randn(1, 3, 40, 40)
+    with torch.no_grad():
+        for x in (big[:, :, :16, :16], big[:, :, :16, :16].contiguous(), torch.randn(1, 3, 16, 16)):
+            torch.testing.assert_close(net(x), conv(x))
+    assert net.shapes == {(1, 3, 16, 16)} and net.compiled.calls == 3
+    assert sum(line.startswith("compiling") for line in said) == 1
+
+
+def test_the_environment_decides_auto_only(plain, monkeypatch):
+    monkeypatch.setenv("GCNSEG_COMPILE", "on")
+    assert inference_model(plain, eager=True) is plain  # --eager never compiles, whatever the environment
+    monkeypatch.setenv("GCNSEG_COMPILE", "bogus")
+    assert inference_model(plain, eager=True) is plain
+    with pytest.raises(GcnsegError, match="GCNSEG_COMPILE=bogus"):
+        inference_model(plain)
+
+
+def test_multi_scale_eval_counts_passes_per_input_size(trained_run, monkeypatch):
+    """--ms runs six sizes: compiling auto weighs the passes of one size, not of all six."""
+    import gcnseg.optimize
+    from gcnseg.commands import main
+
+    seen: dict[str, object] = {}
+
+    def spy(model, **kwargs):
+        seen.update(kwargs)
+        return model
+
+    monkeypatch.setattr(gcnseg.optimize, "inference_model", spy)
+    assert main(["eval", "--checkpoint", str(trained_run), "--ms", "--flip", "--no-progress", "--limit", "2"]) == 0
+    assert seen["passes"] == 2 * 2  # two images, flipped: per size

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
+from fakes import street_camvid
 
 from gcnseg.checkpoint import load_model
 from gcnseg.commands import main
@@ -54,32 +54,13 @@ def test_float_ladder_keeps_the_decoder_then_adds_stages():
     assert not {"/m/heads.0/left/left.0/Conv", "/m/head_br.0/conv1/Conv"} & set(ladder[-1])  # the heads stay int8
 
 
-def _street_camvid(root):
-    """A CamVid-layout folder (SegNet's lists) of drawn street scenes at 96x128, each
-    shifted and some mirrored: real-looking images for the shipped CamVid model."""
-    from fakes import save, street_scene
-
-    base = street_scene(96, 128)
-    mask = np.repeat(np.array([0, 1, 3], np.uint8), 32)[:, None].repeat(128, 1)  # sky, building, road
-    for split, n in (("train", 6), ("val", 3)):
-        lines = []
-        for k in range(n):
-            img = np.roll(base, 9 * k + (split == "val") * 5, axis=1)
-            img = img[:, ::-1] if k % 2 else img
-            save(root / split / f"{k}.png", np.ascontiguousarray(img))
-            save(root / f"{split}annot" / f"{k}.png", mask)
-            lines.append(f"{split}/{k}.png {split}annot/{k}.png\n")
-        (root / f"{split}.txt").write_text("".join(lines))
-    return root
-
-
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory):
     """camvid-gcn-lite0 with its data root set to drawn street scenes, and their images."""
     from gcnseg.config import apply_overrides
 
     torch.set_num_threads(1)
-    root = _street_camvid(tmp_path_factory.mktemp("street"))
+    root = street_camvid(tmp_path_factory.mktemp("street"))
     model, cfg, _ = load_model("camvid-gcn-lite0")
     cfg = apply_overrides(cfg, [f"data.root={root}"])
     return model, cfg, calibration_sets(cfg.data)
@@ -225,3 +206,52 @@ def test_export_int8_below_the_bar_writes_nothing(shipped, tmp_path, capsys):
     assert "give --root DIR" in capsys.readouterr().err
     assert main(["export", "--model", "camvid-gcn-lite0", "--precision", "int8", "--out", str(out)]) == 2
     assert "give --size H W" in capsys.readouterr().err
+
+
+def test_int8_leaves_the_callers_model_as_it_was(shipped, tmp_path, monkeypatch):
+    import gcnseg.int8
+
+    monkeypatch.setattr(gcnseg.int8, "AGREEMENT_TARGET", 0.0)
+    model, _, (cal, check) = shipped
+    model.train()
+    try:
+        Int8Model(model, cal, check, notify=lambda line: None, cache=tmp_path)(check[0])
+        assert model.training  # not put in eval mode (nor moved or cast) behind the caller's back
+    finally:
+        model.eval()
+
+
+def test_int8_sizes_are_capped_and_a_bad_sidecar_is_rebuilt(shipped, tmp_path, monkeypatch):
+    import gcnseg.int8
+
+    monkeypatch.setattr(gcnseg.int8, "AGREEMENT_TARGET", 0.0)
+    monkeypatch.setattr(gcnseg.int8, "MAX_SIZES", 1)
+    model, _, (cal, check) = shipped
+    said: list[str] = []
+    q = Int8Model(model, cal, check, notify=said.append, cache=tmp_path)
+    q(check[0])
+    small = torch.randn(1, 3, 32, 48)
+    with torch.inference_mode():
+        torch.testing.assert_close(q(small), model(small))  # a second size: float32, said
+    assert said[-1] == "32x48 inputs run float32 (int8 is made for at most 1 sizes)"
+    (sidecar,) = tmp_path.glob("*-96x128.json")
+    record = json.loads(sidecar.read_text())
+    del record["convolutions"]  # valid JSON, the digest still right: an edited or older entry
+    sidecar.write_text(json.dumps(record))
+    said.clear()
+    Int8Model(model, cal, check, notify=said.append, cache=tmp_path)(check[0])
+    assert said[0].startswith("quantising for 96x128 inputs")
+
+
+def test_an_unwritable_cache_is_said_before_quantising(shipped, tmp_path):
+    model, _, (cal, check) = shipped
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(GcnsegError, match=r"afile/int8: the int8 cache \(GCNSEG_CACHE\) cannot be written"):
+        Int8Model(model, cal, check, cache=tmp_path / "afile" / "int8")
+
+
+def test_export_size_and_root_are_for_int8(tmp_path, capsys):
+    assert (
+        main(["export", "--model", "camvid-gcn-lite0", "--size", "96", "128", "--out", str(tmp_path / "m.onnx")]) == 2
+    )
+    assert "--size and --root are for --precision int8" in capsys.readouterr().err

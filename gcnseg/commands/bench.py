@@ -50,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime import available_cores, cpu_features, instruction_set
 
     check_json(args.json)
+    if args.paths and not Path(args.paths).is_dir():  # said now, not after the other parts have run
+        from ..errors import GcnsegError
+
+        raise GcnsegError(f"--paths {args.paths}: not a folder (expected a CamVid folder: train/, val/, ...)")
     args.threads = args.threads or available_cores()
     out = human(args.json)
     say = lambda *a: print(*a, file=out)
@@ -126,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
         result["paths"] = r
         isa = result["instruction_set"]
         title = (
-            f"inference paths, camvid-gcn-lite0 1x3x360x480, {isa}, {args.threads} threads (goals: compiled faster "
+            f"inference paths, camvid-gcn-lite0 1x3x{r['size'][0]}x{r['size'][1]}, {isa}, {args.threads} threads "
+            "(goals: compiled faster "
             "than optimised; int8 at least 2x eager fp32 with 99.5% agreement)"
         )
         say(format_rows(title, r["inference"]))
@@ -137,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
                 f"on CamVid val, first call {row['first_call_s']:.0f} s{extra}"
             )
         if "train" in r:
-            say(format_rows(f"training step, 4 crops of 352x480, fp32, {isa} (goal: at most 1.2x)", r["train"]))
+            n, h, w = r["train_crops"]
+            say(format_rows(f"training step, {n} crops of {h}x{w}, fp32, {isa} (goal: at most 1.2x)", r["train"]))
     if "gpu" not in args.skip and torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True  # every model autotuned alike, in the warm-up calls
         rows = {}

@@ -97,14 +97,16 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.limit:
         dataset = FirstN(dataset, args.limit)
-    device = resolve_device(args.device)
+    device = resolve_device(
+        "cpu" if args.precision == "int8" and args.device == "auto" else args.device
+    )  # int8: ONNX Runtime on the CPU
     model = model.to(device)  # before choosing the path: "auto" precision is bf16 on CPU only
     model = inference_model(
         model,
         eager=args.eager,
         precision=args.precision,
         compile=args.compile,
-        passes=len(dataset) * len(cfg.eval.scales) * (2 if cfg.eval.flip else 1),
+        passes=len(dataset) * (2 if cfg.eval.flip else 1),  # per input size: each scale is its own
         data=cfg.data,
         int8_agreement=args.int8_agreement / 100,
     )

@@ -13,7 +13,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_checkpoint(p)
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     p.add_argument(
-        "--out", help="output file (default: beside the checkpoint, model.onnx / model.pt; NAME.onnx for --model NAME)"
+        "--out",
+        help="output file (default: beside the checkpoint, model.onnx / model.pt; NAME.onnx for --model NAME; "
+        "-int8-HxW before the suffix for --precision int8)",
     )
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (17 to 23)")
     p.add_argument(
@@ -48,18 +50,21 @@ def run(args: argparse.Namespace) -> int:
 
     if args.precision == "int8" and (args.format != "onnx" or args.end_to_end or not args.size):
         raise GcnsegError("--precision int8 writes ONNX for one input size: give --size H W (no --end-to-end)")
+    if args.precision != "int8" and (args.size or args.root):
+        raise GcnsegError("--size and --root are for --precision int8 (a float export takes any size)")
     if args.format == "onnx" and args.opset not in ONNX_OPSETS:
         raise GcnsegError(
             f"--opset {args.opset}: expected {ONNX_OPSETS.start} to {ONNX_OPSETS.stop - 1} (what torch's exporter writes)"
         )
     ckpt = resolve_checkpoint(args.checkpoint)
     suffix = "onnx" if args.format == "onnx" else "pt"
+    kind = f"-int8-{args.size[0]}x{args.size[1]}" if args.precision == "int8" else ""
     if args.out:
         out = Path(args.out)
     elif args.checkpoint in ZOO:  # the package's own folder is not a place to write
-        out = Path(f"{args.checkpoint}.{suffix}")
+        out = Path(f"{args.checkpoint}{kind}.{suffix}")
     else:
-        out = ckpt / f"model.{suffix}"
+        out = ckpt / f"model{kind}.{suffix}"
     if not out.parent.is_dir():
         raise GcnsegError(f"{out.parent}: output folder does not exist")
     check_output(out, "--out", inputs=checkpoint_files(ckpt))
@@ -78,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                 raise GcnsegError("--precision int8 calibrates on the model's training split: give --root DIR")
             record = export_int8(
                 model, out, tuple(args.size), cfg.data, export_metadata(meta, cfg, source), args.int8_agreement / 100,
-                notify=print,
+                notify=print, opset=args.opset,
             )  # fmt: skip
             print(
                 f"int8: {record['float32_convolutions']} of {record['convolutions']} convolutions float32, "

@@ -49,14 +49,16 @@ def run(args: argparse.Namespace) -> int:
     files = files[: args.limit] if args.limit else files
     model, cfg, meta = load_model(args.checkpoint)
     cfg = apply_overrides(cfg, overrides, given(test_time_values(args)))
-    device = resolve_device(args.device)
+    device = resolve_device(
+        "cpu" if args.precision == "int8" and args.device == "auto" else args.device
+    )  # int8: ONNX Runtime on the CPU
     model.to(device)  # before choosing the path: "auto" precision is bf16 on CPU only
     model = inference_model(
         model,
         eager=args.eager,
         precision=args.precision,
         compile=args.compile,
-        passes=len(files) * len(cfg.eval.scales) * (2 if cfg.eval.flip else 1),
+        passes=len(files) * (2 if cfg.eval.flip else 1),  # per input size: each scale is its own
         data=cfg.data,
         int8_agreement=args.int8_agreement / 100,
     )

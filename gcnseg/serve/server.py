@@ -136,9 +136,9 @@ def _serve(
         path=path,
     )
     loaded = segmenter.load(choices[0])  # the first model shown loads before the page is offered
+    _check_address(host, port)  # a port in use is said before minutes of compiling
     if listing is not None and listing.names and isinstance(loaded.model, CompiledModel):
         _warm_up(segmenter, loaded, folder_path(images or "", listing.path(listing.names[0])))
-    _check_address(host, port)
     # uploads and pictures in a folder of this server's own, removed when it stops
     # (unless GRADIO_TEMP_DIR names one)
     own_temp = None if os.environ.get("GRADIO_TEMP_DIR") else tempfile.mkdtemp(prefix="gcnseg-serve-")

@@ -350,6 +350,8 @@ def first_step_error(run: Run, e: Exception) -> TrainingError:
             f"the training images differ in size and cannot share a batch (train.batch_size={t.batch_size}): set "
             "data.crop_size (or data.pad_size), or train.batch_size=1"
         )
+    elif run.resolved.get("compile"):  # a compiler error surfaces at the first step
+        hint = "the compiled step failed: train with train.compile=false, or check the config's model and data sizes"
     else:
         hint = "check the config's model, data sizes, train.amp and train.device"
     return TrainingError(f"the first training step failed ({type(e).__name__}: {line}); {hint}")

@@ -137,18 +137,25 @@ def compile_step(cfg: Config, device: torch.device, steps: int) -> bool:
     length, :func:`~gcnseg.runtime.resolve_compile`), where a compiler is there for Inductor."""
     from ..compiled import compiler_available
 
-    return resolve_compile(cfg.train.compile, device, steps) and compiler_available(device)
+    if not resolve_compile(cfg.train.compile, device, steps):
+        return False
+    if compiler_available(device):
+        return True
+    if cfg.train.compile is True:
+        print("gcnseg: warning: train.compile=true, but torch.compile has no compiler here; training uncompiled",
+              file=sys.stderr)  # fmt: skip
+    return False
 
 
 def resolved_runtime(
-    cfg: Config, device: torch.device, amp_dtype: torch.dtype | None, world: int, steps: int = 0
+    cfg: Config, device: torch.device, amp_dtype: torch.dtype | None, world: int, compiled: bool = False
 ) -> dict[str, Any]:
     """What the run's ``auto`` settings became on this machine, in words and numbers."""
     return {
         "device": str(device),
         "amp": {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[amp_dtype],
         "amp_asked": cfg.train.amp,
-        "compile": compile_step(cfg, device, steps),
+        "compile": compiled,
         "threads": torch.get_num_threads(),
         "processes": world,
         "cpu": instruction_set(),
@@ -308,8 +315,8 @@ def _build_run(
     ddp: nn.Module = model
     if world > 1:
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if compile_step(cfg, device, total):  # the training step's forward and backward, one graph per shape
-        torch._dynamo.config.suppress_errors = True  # a graph that fails to compile runs eager
+    compiled = compile_step(cfg, device, total)
+    if compiled:  # the training step's forward and backward, one graph per shape
         ddp = cast(nn.Module, torch.compile(ddp))
     # autocast on CUDA and, for bf16, on the CPU (oneDNN's native bf16 where the CPU has it)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
@@ -318,7 +325,7 @@ def _build_run(
         run_dir,
         device,
         amp_dtype,
-        resolved_runtime(cfg, device, amp_dtype, world, total),
+        resolved_runtime(cfg, device, amp_dtype, world, compiled),
         changes,
         rank,
         world,
