@@ -78,6 +78,27 @@ def add_inference(p: argparse.ArgumentParser) -> None:
     )
 
 
+def inference_network(args: argparse.Namespace, model: Any, cfg: Any, images: int) -> tuple[Any, Any]:
+    """The network and device that :func:`add_inference`'s and ``--device``'s flags ask for
+    (eval, predict), for a job of ``images`` images (passes of one input size: twice with
+    flip; each test scale is a size of its own). int8 runs ONNX Runtime on the CPU."""
+    from ..optimize import inference_model
+    from ..runtime import resolve_device
+
+    device = resolve_device("cpu" if args.precision == "int8" and args.device == "auto" else args.device)
+    model = model.to(device)  # before choosing the path: "auto" precision is bf16 on the CPU only
+    network = inference_model(
+        model,
+        eager=args.eager,
+        precision=args.precision,
+        compile=args.compile,
+        passes=images * (2 if cfg.eval.flip else 1),
+        data=cfg.data,
+        int8_agreement=args.int8_agreement / 100,
+    )
+    return network, device
+
+
 def percent(text: str) -> float:
     """An ``argparse`` type: a percentage from 0 to 100."""
     try:

@@ -16,6 +16,7 @@ from .args import (
     add_tile,
     check_json,
     human,
+    inference_network,
     tile_value,
     write_json,
 )
@@ -66,8 +67,6 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import DataError, GcnsegError
     from ..evaluate import FirstN, evaluate
     from ..metrics import format_metrics
-    from ..optimize import inference_model
-    from ..runtime import resolve_device
 
     check_json(args.json)
     model, cfg, meta = load_model(args.checkpoint)
@@ -97,19 +96,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.limit:
         dataset = FirstN(dataset, args.limit)
-    device = resolve_device(
-        "cpu" if args.precision == "int8" and args.device == "auto" else args.device
-    )  # int8: ONNX Runtime on the CPU
-    model = model.to(device)  # before choosing the path: "auto" precision is bf16 on CPU only
-    model = inference_model(
-        model,
-        eager=args.eager,
-        precision=args.precision,
-        compile=args.compile,
-        passes=len(dataset) * (2 if cfg.eval.flip else 1),  # per input size: each scale is its own
-        data=cfg.data,
-        int8_agreement=args.int8_agreement / 100,
-    )
+    model, device = inference_network(args, model, cfg, len(dataset))
     result = evaluate(
         model,
         dataset,

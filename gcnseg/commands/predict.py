@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_checkpoint, add_device, add_json, add_limit, check_json, human, write_json
+from .args import add_checkpoint, add_device, add_json, add_limit, check_json, human, inference_network, write_json
 from .eval import add_test_time, test_time_values
 
 
@@ -31,9 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import checkpoint_files, load_model, resolve_checkpoint
     from ..config import apply_overrides, given, split_overrides
     from ..errors import GcnsegError
-    from ..optimize import inference_model
     from ..predict import IMAGE_SUFFIXES, find_images, write_predictions
-    from ..runtime import check_output, resolve_device
+    from ..runtime import check_output
 
     overrides, inputs_given = split_overrides(args.inputs)
     if not inputs_given:
@@ -49,19 +48,7 @@ def run(args: argparse.Namespace) -> int:
     files = files[: args.limit] if args.limit else files
     model, cfg, meta = load_model(args.checkpoint)
     cfg = apply_overrides(cfg, overrides, given(test_time_values(args)))
-    device = resolve_device(
-        "cpu" if args.precision == "int8" and args.device == "auto" else args.device
-    )  # int8: ONNX Runtime on the CPU
-    model.to(device)  # before choosing the path: "auto" precision is bf16 on CPU only
-    model = inference_model(
-        model,
-        eager=args.eager,
-        precision=args.precision,
-        compile=args.compile,
-        passes=len(files) * (2 if cfg.eval.flip else 1),  # per input size: each scale is its own
-        data=cfg.data,
-        int8_agreement=args.int8_agreement / 100,
-    )
+    model, device = inference_network(args, model, cfg, len(files))
     palette = [tuple(c) for c in meta["palette"]]
     to = human(args.json)
     lines = (lambda line: None) if args.no_progress else (lambda line: print(line, file=to))
