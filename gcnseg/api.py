@@ -222,6 +222,8 @@ def segment(
     (:func:`gcnseg.optimize.inference_model`; ``compile="auto"`` compiles for a list long
     enough to repay it; int8 needs ``model.config.data.root``). Always in eval mode,
     whatever the model's."""
+    if eager and (precision != "auto" or compile == "on"):
+        raise ValueError("eager=True runs the network as it is: it takes no precision or compile='on'")
     path = {"eager": eager, "precision": precision, "compile": compile}
     if isinstance(images, (list, tuple)) or (isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4):
         path["passes"] = len(images)

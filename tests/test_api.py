@@ -232,3 +232,15 @@ def test_import_gcnseg_does_not_import_torch():
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
+
+
+def test_segment_eager_takes_no_other_path():
+    import gcnseg
+
+    model = gcnseg.from_pretrained("camvid-gcn-lite0")
+    img = np.zeros((32, 48, 3), np.uint8)
+    with pytest.raises(ValueError, match="eager=True runs the network as it is"):
+        model.segment(img, eager=True, precision="int8")
+    with pytest.raises(ValueError, match="eager=True runs the network as it is"):
+        model.segment(img, eager=True, compile="on")
+    assert model.segment(img, eager=True).shape == (32, 48)
