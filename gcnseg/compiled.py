@@ -19,12 +19,13 @@ import importlib.util
 import logging
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from .runtime import notice
 
 MAX_SHAPES = 4  # input shapes compiled per model; others run the optimised eager network
 # argmax agreement with the uncompiled network that a compiled graph must show on its
@@ -52,7 +53,7 @@ class CompiledModel(nn.Module):
         self.model = model
         self.compiled = torch.compile(model, dynamic=False)
         self.num_classes = getattr(model, "num_classes", None)
-        self.notify = notify or (lambda line: print(f"gcnseg: {line}", file=sys.stderr))
+        self.notify = notify or notice
         self.shapes: set[tuple[int, ...]] = set()
         self.broken = False
 

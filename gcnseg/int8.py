@@ -32,7 +32,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -44,7 +43,7 @@ import torch
 from torch import nn
 
 from .errors import GcnsegError
-from .runtime import atomic_path, atomic_write_text, file_sha256
+from .runtime import atomic_path, atomic_write_text, file_sha256, notice
 
 AGREEMENT_TARGET = 0.995  # argmax agreement with float32 that an int8 network must keep
 MAX_SIZES = 4  # input sizes quantised per network; others run float32 (as compiling does)
@@ -265,7 +264,7 @@ class Int8Model(nn.Module):
         self.float_model = copy.deepcopy(model).eval().cpu().float()
         self.fallback = fallback if fallback is not None else self.float_model  # for refused sizes
         self.calibration, self.check = list(calibration), list(check)
-        self.notify = notify or (lambda line: print(f"gcnseg: {line}", file=sys.stderr))
+        self.notify = notify or notice
         self.cache = cache or cache_dir()
         try:  # an unusable cache is said now, not after minutes of quantising
             self.cache.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from .runtime import native_bf16
+from .runtime import native_bf16, notice
 
 
 def _after_folding(bn: nn.BatchNorm2d) -> nn.Module:
@@ -127,10 +127,9 @@ class InferenceModel(nn.Module):
         if self.backbone_dtype == torch.float32 or not hasattr(self.model, "decode"):
             return self.model(x)
         # the heads were made bf16 readers (bf16_reader): they take the features as they come
+        # one expression: the features are dropped once scored, before the full-size decoder
         net: Any = self.model
-        return net.fuse(
-            net.score(net.backbone(x.to(self.backbone_dtype))), x.shape[-2:]
-        )  # features dropped once scored
+        return net.fuse(net.score(net.backbone(x.to(self.backbone_dtype))), x.shape[-2:])
 
 
 def optimize_for_inference(
@@ -237,14 +236,8 @@ def inference_model(
     if not wanted:
         return fast
     if not compiler_available(device):
-        (notify or _stderr)(
+        (notify or notice)(
             "no compiler for torch.compile on this machine (a C++ compiler on the CPU); running uncompiled"
         )
         return fast
     return CompiledModel(fast, notify)
-
-
-def _stderr(line: str) -> None:
-    import sys
-
-    print(f"gcnseg: {line}", file=sys.stderr)

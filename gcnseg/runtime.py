@@ -22,6 +22,7 @@ import hashlib
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,12 @@ import torch
 import torch.distributed as dist
 
 from .errors import GcnsegError
+
+
+def notice(line: str) -> None:
+    """A line for the person at the terminal (``gcnseg: ...`` on stderr): what a path is
+    doing that takes time or changes what runs (compiling, quantising, falling back)."""
+    print(f"gcnseg: {line}", file=sys.stderr)
 
 
 def resolve_device(name: str, key: str = "--device") -> torch.device:
