@@ -105,3 +105,46 @@ def test_seeded_transforms_reproduce_and_batches_collate(tmp_path):
     assert not all(torch.equal(a[0], ds[i][0]) for i, a in enumerate(first))
     images, masks = next(iter(torch.utils.data.DataLoader(ds, batch_size=6)))
     assert images.shape == (6, 3, 16, 16) and masks.shape == (6, 16, 16) and masks.dtype == torch.int64
+
+
+def test_photometric_jitter_and_blur_change_images_not_masks():
+    image0, mask0 = encoded(32, 48, 1)
+    plain = build_transforms(cfg(flip=False), train=True)(image0, mask0)[0]
+    jitter = build_transforms(cfg(flip=False, color_jitter=[0.4, 0.4, 0.4, 0.1]), train=True)
+    blur = build_transforms(cfg(flip=False, blur=1.0), train=True)
+    for t in (jitter, blur):
+        outs = []
+        for seed in range(3):
+            torch.manual_seed(seed)
+            image, mask = t(image0, mask0)
+            assert np.array_equal(mask.numpy(), mask0)  # labels untouched
+            outs.append(image)
+        assert all((o - plain).abs().max() > 0.05 for o in outs)  # each draw changes the picture
+        assert (outs[0] - outs[1]).abs().max() > 0  # by a different amount per draw
+        torch.manual_seed(0)
+        assert torch.equal(t(image0, mask0)[0], outs[0])  # reproduced by the seed
+    torch.manual_seed(0)
+    smooth = blur(image0, mask0)[0]
+    assert smooth[1].diff(dim=1).abs().max() < plain[1].diff(dim=1).abs().max() + 1e-6  # blurred: no sharper
+    # off: bit-identical to a config that never named them
+    for off in (cfg(flip=False, color_jitter=[0.0, 0.0, 0.0, 0.0]), cfg(flip=False, blur=0.0)):
+        torch.manual_seed(0)
+        assert torch.equal(build_transforms(off, train=True)(image0, mask0)[0], plain)
+    evaluation = build_transforms(cfg(color_jitter=[0.4] * 4, blur=1.0), train=False)
+    assert torch.equal(evaluation(image0, mask0)[0], build_transforms(cfg(), train=False)(image0, mask0)[0])
+
+
+def test_photometric_settings_are_checked():
+    from gcnseg.config import ConfigError, load_config
+
+    cfg_ = load_config(None, ["data.color_jitter=[0.3, 0.3, 0.3, 0.05]", "data.blur=0.5"])
+    assert (cfg_.data.color_jitter, cfg_.data.blur) == ([0.3, 0.3, 0.3, 0.05], 0.5)
+    for bad in ("[0.3, 0.3, 0.3]", "[0.3, 0.3, 0.3, 0.6]"):
+        with pytest.raises(
+            ConfigError, match=r"data\.color_jitter: expected \[brightness, contrast, saturation, hue\]"
+        ):
+            load_config(None, [f"data.color_jitter={bad}"])
+    with pytest.raises(ConfigError, match=r"data\.color_jitter"):
+        load_config(None, ["data.color_jitter=[-0.1, 0, 0, 0]"])
+    with pytest.raises(ConfigError, match=r"data\.blur: must be at most 1"):
+        load_config(None, ["data.blur=1.5"])

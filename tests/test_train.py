@@ -253,3 +253,60 @@ def test_segmentation_loss_same_for_channels_last_scores():
             segmentation_loss(b, bad, 255)
         with pytest.raises((ValueError, RuntimeError)):
             segmentation_loss(a, bad, 255)
+
+
+def test_ema_saves_the_average_of_the_weights_and_resumes_exactly(tmp_path, monkeypatch):
+    """train.ema: the checkpoint holds the warmed-up moving average of every step's
+    weights (computed here by hand); a run killed between checkpoints resumes to the same."""
+    real_step = loop.train_step
+    history: list[dict[str, torch.Tensor]] = []
+
+    def recorded(run, images, masks):
+        if not history:  # the weights before the first step
+            history.append({k: v.detach().clone() for k, v in run.model.state_dict().items()})
+        loss = real_step(run, images, masks)
+        history.append({k: v.detach().clone() for k, v in run.model.state_dict().items()})
+        return loss
+
+    args = ("train.iterations=5", "train.checkpoint_every=2", "train.previews=0", "train.ema=0.9")
+    monkeypatch.setattr(loop, "train_step", recorded)
+    full = tmp_path / "full"
+    train(tiny(full, *args), show_progress=False)
+    saved = load_file(str(resolve_checkpoint(full, "last") / "model.safetensors"))
+    expected = dict(history[0])
+    for step, weights in enumerate(history[1:], 1):
+        d = min(0.9, (1 + step) / (10 + step))
+        expected = {
+            k: d * expected[k] + (1 - d) * v if v.is_floating_point() else v.clone() for k, v in weights.items()
+        }
+    assert saved.keys() == expected.keys()
+    moved = 0
+    for k in saved:
+        torch.testing.assert_close(saved[k], expected[k], rtol=1e-5, atol=1e-6, msg=k)
+        moved += not torch.equal(saved[k], history[-1][k])
+    assert moved > 10  # the average, not the last step's weights
+    # what eval and predict load is that average
+    model, _, _ = load_model(full)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, saved[k], rtol=0, atol=0, msg=k)
+
+    part = tmp_path / "part"
+
+    def killed(run, images, masks):
+        loss = real_step(run, images, masks)
+        if run.state.step == 3:
+            raise KeyboardInterrupt  # step 2 is the last checkpoint
+        return loss
+
+    monkeypatch.setattr(loop, "train_step", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(part, *args), show_progress=False)
+    monkeypatch.setattr(loop, "train_step", real_step)
+    assert main(["train", "--resume", str(part), "--no-progress"]) == 0
+    resumed = load_file(str(resolve_checkpoint(part, "last") / "model.safetensors"))
+    for k in saved:
+        torch.testing.assert_close(resumed[k], saved[k], rtol=0, atol=1e-6, msg=k)
+    # the trained weights travel in the training state; without them the run cannot resume
+    ckpt = resolve_checkpoint(part, "last")
+    state = torch.load(ckpt / "train_state.pt", weights_only=True)
+    assert set(state["model"]) == set(saved)

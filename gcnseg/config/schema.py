@@ -147,6 +147,12 @@ class DataConfig:
     # ignore), random crop to crop_size. None disables a step.
     scale_range: list[Scale] = field(default_factory=lambda: [1.0, 1.0])
     flip: bool = True
+    # photometric augmentation of training images (masks unchanged): random brightness,
+    # contrast, saturation and hue as torchvision's ColorJitter takes them ([0.3, 0.3, 0.3,
+    # 0.05]: factors in 1 +- 0.3, hue +- 0.05), and a Gaussian blur (sigma 0.1-2, 5x5) with
+    # probability blur; None and 0 disable them
+    color_jitter: list[NonNegative] | None = None
+    blur: Annotated[float, at_least(0), below(1, inclusive=True)] = 0.0
     crop_size: Size | None = None
     pad_size: Size | None = None
     # Evaluation: resize the shorter side (None keeps the original size).
@@ -210,6 +216,9 @@ class TrainConfig:
     ohem_thresh: Annotated[float, at_least(0, strict=True), below(1, inclusive=True)] | None = None
     ohem_min_kept: Annotated[int, at_least(0), below(MAX_PIXELS, inclusive=True)] = 100_000
     init_from: str | None = None  # checkpoint of a previous stage
+    # an exponential moving average of the weights with this decay per step (e.g. 0.999),
+    # validated and saved as the run's model; null: off (the paper's)
+    ema: Annotated[float, at_least(0, strict=True), below(1)] | None = None
     # torch intra-op threads on CPU: auto (every core this process may use, shared among
     # the processes of a machine under torchrun), a number, or null (torch's default)
     threads: Annotated[int, at_least(0), below(MAX_WORKERS, inclusive=True)] | Auto | None = "auto"
@@ -301,6 +310,10 @@ def _training_problems(cfg: Config) -> list[str]:
         problems.append(
             f"data.scale_range={d.scale_range} without data.crop_size (or pad_size) gives images of different "
             f"sizes, which cannot share a batch (train.batch_size={t.batch_size}); set data.crop_size"
+        )
+    if d.color_jitter is not None and (len(d.color_jitter) != 4 or d.color_jitter[3] > 0.5):
+        problems.append(
+            f"data.color_jitter: expected [brightness, contrast, saturation, hue] with hue <= 0.5, got {d.color_jitter}"
         )
     for value, cls in d.label_map.items():
         if not (isinstance(value, int) and isinstance(cls, int) and 0 <= value < 65536 and 0 <= cls <= 255):

@@ -1,6 +1,7 @@
 """Joint image/mask transforms on ``torchvision.transforms.v2`` with ``tv_tensors.Mask``.
 
-Training (Section 4): random scale, horizontal flip, mean subtraction /
+Training (Section 4): random scale, horizontal flip, (optional photometric
+jitter and blur, beyond the paper), mean subtraction /
 normalisation, padding to a fixed size (image with the mean, i.e. 0 after
 normalisation; mask with the ignore index; the paper pads to 512x512 and
 640x640) and random crop (Cityscapes 800x800). All randomness is drawn from
@@ -22,6 +23,9 @@ from torchvision.transforms.v2 import functional as F
 from ..config import DataConfig
 from ..normalisation import IMAGENET_MEAN, IMAGENET_STD
 from .io import IGNORE_INDEX
+
+
+BLUR_KERNEL, BLUR_SIGMA = 5, (0.1, 2.0)  # data.blur's Gaussian: 5x5, sigma drawn in [0.1, 2]
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -96,7 +100,7 @@ class Finish(v2.Transform):
 
 
 def build_transforms(cfg: DataConfig, train: bool) -> v2.Compose:
-    """The joint transform of a split: train applies scale / flip / normalise / pad / crop
+    """The joint transform of a split: train applies scale / flip / jitter / blur / normalise / pad / crop
     (each only where ``cfg`` enables it); evaluation only normalises (and resizes to
     ``cfg.eval_size``: an int is the shorter side, ``[h, w]`` an exact size). A
     ``DataConfig`` without ``mean`` / ``std`` (no backbone to take them from) normalises
@@ -109,6 +113,11 @@ def build_transforms(cfg: DataConfig, train: bool) -> v2.Compose:
             steps.append(RandomScale((lo, hi)))
         if cfg.flip:
             steps.append(v2.RandomHorizontalFlip(0.5))
+        if cfg.color_jitter is not None and any(cfg.color_jitter):
+            brightness, contrast, saturation, hue = cfg.color_jitter
+            steps.append(v2.ColorJitter(brightness, contrast, saturation, hue))  # images only: masks pass through
+        if cfg.blur:
+            steps.append(v2.RandomApply([v2.GaussianBlur(BLUR_KERNEL, BLUR_SIGMA)], p=cfg.blur))
     elif cfg.eval_size is not None:
         size = [cfg.eval_size] if isinstance(cfg.eval_size, int) else list(cfg.eval_size)
         steps.append(v2.Resize(size, antialias=True))

@@ -65,7 +65,9 @@ def save(run: Run, metrics: dict[str, Any] | None, is_best: bool) -> None:
         "rng": torch.get_rng_state(),
         "seconds": s.seconds(),
     }
-    save_checkpoint(run.run_dir, run.model, meta, train_state, pointers=("last", "best") if is_best else ("last",))
+    if run.ema is not None:  # the checkpoint's weights are the average; resuming needs the trained ones too
+        train_state["model"] = run.model.state_dict()
+    save_checkpoint(run.run_dir, run.network, meta, train_state, pointers=("last", "best") if is_best else ("last",))
     s.saved_step = s.step
 
 
@@ -82,7 +84,7 @@ def validate(run: Run) -> dict[str, Any]:
     ``per_class_iou``), keep the best, save a checkpoint."""
     cfg = run.cfg
     result = evaluate(
-        run.model,
+        run.network,
         run.val_set,
         cfg.eval,
         run.device,
@@ -130,6 +132,8 @@ def train_step(run: Run, images: torch.Tensor, masks: torch.Tensor) -> float:
     run.scaler.update()
     run.scheduler.step()
     run.state.step += 1
+    if run.ema is not None:
+        run.ema.update(run.state.step)
     return loss.item()
 
 
@@ -241,7 +245,7 @@ def _finish(run: Run, final: dict[str, Any]) -> dict[str, Any]:
             try:
                 summary["previews"] = str(
                     write_previews(
-                        run.model,
+                        run.network,
                         run.val_set,
                         run.run_dir / "previews",
                         run.cfg.train.previews,

@@ -39,6 +39,7 @@ from ..runtime import (
     resolve_device,
     resolve_threads,
 )
+from .ema import WeightAverage
 from .log import RunLog
 from .optim import build_optimizer, lr_factor
 from .sampling import EpochSampler
@@ -93,10 +94,17 @@ class Run:
     class_weights: torch.Tensor | None  # of the loss (train.class_weights), on the run's device
     lock: IO[str] | None  # the main process's lock on run_dir (one writer per run folder)
     made_dir: bool = False  # the main process made run_dir (discard_unsaved removes it again)
+    ema: WeightAverage | None = None  # train.ema's average of the weights
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def network(self) -> nn.Module:
+        """The network the run validates and saves: the average of the weights with
+        ``train.ema``, else the trained model."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 def set_batchnorm_eval(model: nn.Module) -> None:
@@ -277,6 +285,7 @@ def _build_run(
     """:func:`setup`'s part from the model on, once the run folder is taken."""
     t = cfg.train
     model = _prepare_model(cfg, train_set.num_classes, device, world)
+    ema = WeightAverage(model, t.ema) if t.ema is not None else None
     optimizer = build_optimizer(cfg.optim, model)
     total = t.epochs * steps_per_epoch if t.epochs is not None else t.iterations
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg.optim, s, total))
@@ -286,8 +295,12 @@ def _build_run(
     log_from = 0
     if resume:
         ckpt = resolve_checkpoint(run_dir, prefer="last")
-        load_weights(model, ckpt)
         saved = load_train_state(ckpt)
+        load_weights(model if ema is None else ema.module, ckpt)  # the checkpoint's weights: what the run saves
+        if ema is not None:  # the trained weights, beside their average
+            if not isinstance(saved.get("model"), dict):
+                raise GcnsegError(f"{ckpt}: the training state holds no trained weights beside the average (train.ema)")
+            model.load_state_dict(saved["model"])
         try:
             optimizer.load_state_dict(saved["optimizer"])
         except ValueError as e:  # another number or size of parameter groups
@@ -343,6 +356,7 @@ def _build_run(
         None if t.class_weights is None else torch.tensor(t.class_weights, device=device),
         lock,
         made,
+        ema,
     )
 
 
