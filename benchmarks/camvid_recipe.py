@@ -46,7 +46,8 @@ def row(result: dict) -> str:
     s = result["scores"]
     cells = [f"{100 * s[k]['miou']:.2f}" for k in ("unseen", "unseen_flip", "val", "val_flip")]
     minutes = result["train_seconds"] / 60
-    return f"| {result['name']} | {' | '.join(cells)} | {minutes:.0f} min ({result['isa']}) | `{result['set']}` |"
+    changes = ", ".join(f"`{k}={v}`" for k, v in result["set"].items()) or "the shipped recipe"
+    return f"| {result['name']} | {' | '.join(cells)} | {minutes:.0f} min ({result['isa']}) | {changes} |"
 
 
 def write_table(order: list[str]) -> Path:
