@@ -113,3 +113,17 @@ def test_pack_makes_a_named_model_from_a_run(trained_run, tmp_path, monkeypatch,
     monkeypatch.setitem(zoo.ZOO, "tiny", zoo.NamedModel("tiny", "a test", meta["sha256"]["model.safetensors"], 90.0))
     model = gcnseg.from_pretrained("tiny")
     assert next(model.parameters()).dtype == torch.float32  # float16 on disk, float32 in use
+
+
+def test_pack_flip_makes_flip_the_named_models_default(trained_run, tmp_path, monkeypatch):
+    from gcnseg.checkpoint import load_model
+    from gcnseg.zoo import pack
+
+    monkeypatch.setattr(zoo, "HERE", tmp_path)
+    pack.main([str(trained_run), "flipped", "--flip", "--command", "gcnseg train ..."])
+    meta = json.loads((tmp_path / "flipped" / "model.json").read_text())
+    monkeypatch.setitem(
+        zoo.ZOO, "flipped", zoo.NamedModel("flipped", "a test", meta["sha256"]["model.safetensors"], 90.0)
+    )
+    assert load_model("flipped")[1].eval.flip is True
+    assert load_model(trained_run)[1].eval.flip is False  # the run itself is unchanged

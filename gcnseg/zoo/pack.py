@@ -1,6 +1,6 @@
 """Make a named model from a finished run (a maintainer's step, not a user's):
 
-    python -m gcnseg.zoo.pack RUN NAME --command "gcnseg train --config ..." [--fp16]
+    python -m gcnseg.zoo.pack RUN NAME --command "gcnseg train --config ..." [--fp16] [--flip]
 
 writes ``gcnseg/zoo/NAME/model.safetensors`` (the run's best weights; float16 with
 ``--fp16``) and its ``model.json`` sidecar, and prints the SHA-256 to put into
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("run", type=Path)
     p.add_argument("name")
     p.add_argument("--fp16", action="store_true", help="store the weights as float16")
+    p.add_argument(
+        "--flip", action="store_true", help="flip at test time by default (eval.flip=true in the named model's config)"
+    )
     p.add_argument("--command", required=True, help="the command that trained the run (written into the sidecar)")
     args = p.parse_args(argv)
     ckpt = resolve_checkpoint(args.run, "best")
@@ -63,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_path(out / MODEL_FILE) as tmp:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt", "gcnseg": "1"})
     sha = file_sha256(out / MODEL_FILE)
+    if args.flip:  # what eval, predict, serve and model.segment do unless told otherwise
+        meta["config"]["eval"]["flip"] = True
     sidecar = {k: meta[k] for k in KEEP if k in meta} | {
         "sidecar": SIDECAR_VERSION,
         "sha256": {MODEL_FILE: sha},
