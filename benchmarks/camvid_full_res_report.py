@@ -1,0 +1,78 @@
+"""Issue 24's full-resolution Tables 1 and 5 over seeds, from the runs' summaries: per
+network the mean and spread (min-max) of mIoU, boundary and internal accuracy; per seed
+the difference of each network to the 1x1 baseline of the same seed; per class the mean
+IoU.
+
+    python benchmarks/camvid_full_res_report.py [RESULTS]   # default: benchmarks/results/camvid_full_res
+
+RESULTS holds one folder per run, SEED-SLUG (seed0-baseline, seed1-gcn-k-15, ...), each
+with the run's summary.json (copied there from runs/full-res/seedS/SLUG/). Prints Markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from gcnseg.data.camvid import CAMVID_CLASSES
+
+HERE = Path(__file__).resolve().parent
+ORDER = {"baseline": "1x1 baseline", "gcn-k-5": "GCN k=5", "gcn-k-15": "GCN k=15", "gcn-k-15-br": "GCN k=15 + BR"}
+METRICS = ("miou", "boundary_acc", "internal_acc")
+
+
+def read(results: Path) -> dict[str, dict[int, dict]]:
+    """``slug -> seed -> summary["final"]`` of every finished run under ``results``."""
+    runs: dict[str, dict[int, dict]] = {}
+    for summary in sorted(results.glob("seed*-*/summary.json")):
+        m = re.fullmatch(r"seed(\d+)-(.+)", summary.parent.name)
+        if m and m.group(2) in ORDER:
+            runs.setdefault(m.group(2), {})[int(m.group(1))] = json.loads(summary.read_text())["final"]
+    return runs
+
+
+def spread(values: list[float]) -> str:
+    """``mean (min-max)`` in %, or the one value."""
+    v = [100 * x for x in values]
+    mean = sum(v) / len(v)
+    return f"{mean:.2f}" if len(v) == 1 else f"{mean:.2f} ({min(v):.2f}-{max(v):.2f})"
+
+
+def report(runs: dict[str, dict[int, dict]]) -> str:
+    lines = ["| network | seeds | mIoU | boundary acc. | internal acc. |", "|---|---:|---:|---:|---:|"]
+    for slug, name in ORDER.items():
+        seeds = runs.get(slug, {})
+        if seeds:
+            cells = [spread([f[k] for f in seeds.values()]) for k in METRICS]
+            lines.append(f"| {name} | {', '.join(map(str, sorted(seeds)))} | {' | '.join(cells)} |")
+    lines += ["", "Paired with the 1x1 baseline of the same seed (points, mIoU / boundary / internal):", ""]
+    lines += ["| network | " + " | ".join(f"seed {s}" for s in sorted(runs.get("baseline", {}))) + " | mean |"]
+    lines += ["|---|" + "---:|" * (len(runs.get("baseline", {})) + 1)]
+    base = runs.get("baseline", {})
+    for slug, name in ORDER.items():
+        if slug == "baseline" or slug not in runs:
+            continue
+        cells, diffs = [], []
+        for seed in sorted(base):
+            f = runs[slug].get(seed)
+            if f is None:
+                cells.append("")
+                continue
+            d = [100 * (f[k] - base[seed][k]) for k in METRICS]
+            diffs.append(d)
+            cells.append(" / ".join(f"{x:+.2f}" for x in d))
+        mean = " / ".join(f"{sum(c) / len(diffs):+.2f}" for c in zip(*diffs)) if diffs else ""
+        lines.append(f"| {name} | {' | '.join(cells)} | {mean} |")
+    lines += ["", "Per class, IoU % (mean over seeds):", ""]
+    lines += ["| class | " + " | ".join(ORDER[s] for s in ORDER if s in runs) + " |"]
+    lines += ["|---|" + "---:|" * sum(s in runs for s in ORDER)]
+    for c, name in enumerate(CAMVID_CLASSES):
+        row = [100 * sum(f["iou"][c] for f in runs[s].values()) / len(runs[s]) for s in ORDER if s in runs]
+        lines.append(f"| {name} | " + " | ".join(f"{x:.1f}" for x in row) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(report(read(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "results" / "camvid_full_res")))
