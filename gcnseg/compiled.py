@@ -25,6 +25,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .metrics.agreement import label_agreement
 from .runtime import notice
 
 MAX_SHAPES = 4  # input shapes compiled per model; others run the optimised eager network
@@ -80,7 +81,9 @@ class CompiledModel(nn.Module):
             self.notify(f"compiling failed ({type(e).__name__}: {first}); running uncompiled")
             return self.model(x)
         seconds = time.perf_counter() - start
-        agreement = _agreement(out, self.model(x))  # checked once per shape: a wrong compile never serves
+        agreement = label_agreement(
+            [(out.argmax(1), self.model(x).argmax(1))]
+        )  # once per shape: a wrong compile never serves
         if agreement < MIN_AGREEMENT:
             self.broken = True
             self.notify(
@@ -91,10 +94,3 @@ class CompiledModel(nn.Module):
         self.shapes.add(shape)
         self.notify(f"compiled in {seconds:.0f} s")
         return out
-
-
-def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
-    """The share of pixels where the argmax of two score maps is the same."""
-    if a.shape != b.shape:
-        return 0.0
-    return float((a.argmax(1) == b.argmax(1)).float().mean())

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from .errors import GcnsegError
+from .metrics.agreement import label_agreement
 from .runtime import atomic_path, atomic_write_text, file_sha256, notice
 
 AGREEMENT_TARGET = 0.995  # argmax agreement with float32 that an int8 network must keep
@@ -139,12 +140,10 @@ def _session(path: Path, threads: int) -> Any:
 
 
 def _agreement(session: Any, images: Sequence[torch.Tensor], reference: Sequence[np.ndarray]) -> float:
-    same = total = 0
-    for x, ref in zip(images, reference, strict=True):
-        labels = session.run(None, {"image": x.numpy()})[0].argmax(1)
-        same += int((labels == ref).sum())
-        total += ref.size
-    return same / max(total, 1)
+    """The argmax agreement of the ONNX Runtime ``session`` with the float32 ``reference`` labels."""
+    return label_agreement(
+        (session.run(None, {"image": x.numpy()})[0].argmax(1), ref) for x, ref in zip(images, reference, strict=True)
+    )
 
 
 def _resized(images: Sequence[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:

@@ -342,3 +342,18 @@ def test_a_no_class_prediction_is_wrong_where_scored_and_nothing_where_ignored(i
         assert r["iou"] == [pytest.approx(2 / 3), pytest.approx(1 / 3)]
     with pytest.raises(ValueError, match="predicted class ids out of range"):
         cm.update(pred, gt)  # without no_class, 255 is an error as before
+
+
+def test_label_agreement_counts_pixels_over_all_pairs():
+    import numpy as np
+    import torch
+
+    from gcnseg.metrics import label_agreement
+
+    a = torch.tensor([[0, 1], [2, 2]])
+    b = np.array([[0, 1], [1, 2]])  # 3 of 4 the same
+    c = torch.zeros(1, 3, dtype=torch.long)  # 3 of 3 the same as itself
+    assert label_agreement([(a, b)]) == 0.75
+    assert label_agreement([(a, b), (c, c.clone())]) == 6 / 7  # pixels, not images, weigh
+    assert label_agreement([(a, b), (c, torch.zeros(3, 1))]) == 0.0  # a shape mismatch never agrees
+    assert label_agreement([]) == 0.0

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..metrics.agreement import label_agreement
 from .timing import describe_path, median_times, ratio_rows, round_times, sync
 
 
@@ -78,7 +79,7 @@ def bench_inference(
     with torch.inference_mode():
         eager = models["GCNSeg-R50 eager"](x).argmax(1)
         for key, name in (("fp32", "GCNSeg-R50 optimised fp32"), ("default", "GCNSeg-R50 optimised (default)")):
-            agree = (models[name](x).argmax(1) == eager).float().mean().item()
+            agree = label_agreement([(models[name](x).argmax(1), eager)])
             outputs.setdefault("optimised_argmax_agreement", {})[key] = agree
     outputs["default_backbone_dtype"] = str(models["GCNSeg-R50 optimised (default)"].backbone_dtype)
     rows = ratio_rows(times, "resnet50 features (reference)")

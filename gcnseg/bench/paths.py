@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..metrics.agreement import label_agreement
 from .timing import describe_path, ratio_rows, round_times
 
 MODEL = "camvid-gcn-lite0"
@@ -21,13 +22,9 @@ TRAIN_CROPS = (4, 352, 480)  # the training step's batch: the camvid_lite0 recip
 
 
 def _agreement(net: nn.Module, model: nn.Module, images: list[torch.Tensor]) -> float:
-    same = total = 0
+    """The argmax agreement of ``net`` with the eager ``model`` on ``images``."""
     with torch.inference_mode():
-        for x in images:
-            ref = model(x).argmax(1)
-            same += int((net(x).argmax(1) == ref).sum())
-            total += ref.numel()
-    return same / total
+        return label_agreement((net(x).argmax(1), model(x).argmax(1)) for x in images)
 
 
 def bench_paths(

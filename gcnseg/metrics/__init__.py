@@ -9,6 +9,8 @@
   the pixels within a distance of ``width`` (7 in the paper) of a label boundary, the
   *internal region* is all other pixels.
 * :class:`SegMetrics` -- both of the above behind one ``update`` / ``compute``.
+* :func:`label_agreement` -- the share of pixels where two networks predict the same
+  class (how optimised, compiled, int8 and float16 networks are checked).
 * :func:`format_metrics` -- the per-class table and summary printed by ``gcnseg score``
   and ``gcnseg eval``.
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .agreement import label_agreement
 from .boundary import BoundaryAccuracy, boundary_mask
 from .confusion import ConfusionMatrix, as_labels
 from .report import format_metrics
@@ -39,6 +42,7 @@ __all__ = [
     "SegMetrics",
     "boundary_mask",
     "format_metrics",
+    "label_agreement",
 ]
 
 

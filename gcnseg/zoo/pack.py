@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from .. import zoo
 from ..checkpoint import MODEL_FILE, SIDECAR_VERSION, load_model, resolve_checkpoint
+from ..metrics.agreement import label_agreement
 from ..runtime import atomic_path, atomic_write_text, file_sha256
 
 # the sidecar entries a named model keeps (no training state, no digests of files it lacks)
@@ -34,14 +35,10 @@ def fp16_agreement(run: Path, fp16_state: dict[str, torch.Tensor]) -> float:
     half = load_model(run)[0]
     half.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in fp16_state.items()})
     ds = build_dataset(cfg.data, cfg.data.val_split, train=False)  # items normalised as the run was
-    same = total = 0
     with torch.inference_mode():
-        for i in range(len(ds)):
-            image = ds[i][0][None]
-            a, b = model(image).argmax(1), half(image).argmax(1)
-            same += int((a == b).sum())
-            total += a.numel()
-    return same / total
+        return label_agreement(
+            (half(x).argmax(1), model(x).argmax(1)) for x in (ds[i][0][None] for i in range(len(ds)))
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
