@@ -5,7 +5,7 @@ PNG with the dataset's colours; ``gcnseg score OUT/labels GT_DIR`` scores them),
 ``OUT/overlays/NAME.png`` (colours over the image) and ``OUT/side/NAME.png``
 (image | prediction | overlay). Sub-folders of input folders are mirrored. A photo is
 turned as its EXIF orientation says, as a viewer shows it. An
-unreadable file is reported and skipped; the rest go on. Inputs are never
+unreadable file is reported and skipped; the rest go on (the command then exits 1). Inputs are never
 overwritten.
 """
 

@@ -60,7 +60,7 @@ def test_predict_folder_skips_unreadable_files(run_dir, tmp_path, capsys):
     Image.fromarray(np.zeros((17, 23), np.uint8)).save(src / "gray.png")  # grayscale is converted
     before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
     out = tmp_path / "out"
-    assert main(["predict", "--checkpoint", str(run_dir), str(src), "--out", str(out)]) == 0
+    assert main(["predict", "--checkpoint", str(run_dir), str(src), "--out", str(out)]) == 1  # one was bad
     captured = capsys.readouterr()
     assert "broken.jpg" in captured.err and "3 of 4 images written" in captured.out
     for stem, size in (("sub/img0", (40, 30)), ("sub/img1", (40, 30)), ("gray", (23, 17))):
