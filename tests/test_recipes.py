@@ -199,6 +199,11 @@ def test_init_writes_a_commented_config_sized_to_the_data(tmp_path, monkeypatch,
     assert f"next: gcnseg train --config {out}" in said
     assert main(["init", str(data), "--out", str(out)]) == 2  # never over a file
     assert "exists" in capsys.readouterr().err
+    other = tmp_path / "cfg" / "other.yaml"  # the overrides before DATA: the same config
+    assert main(["init", "data.void=[11]", str(data), "--out", str(other)]) == 0
+    assert other.read_text() == text
+    assert main(["init", "data.void=[11]", "train.epochs=3", "--out", str(other)]) == 2
+    assert "expected one DATA folder beside the KEY=VALUE overrides" in capsys.readouterr().err
     assert main(["init", str(data)]) == 1 and not Path("street photos.yaml").exists()
 
 

@@ -19,6 +19,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_overrides(p, "data.void=[11] (the recipe's keys, before the data is read)")
 
 
+def data_and_overrides(first: str, rest: list[str]) -> tuple[str, list[str]]:
+    """DATA and the KEY=VALUE overrides, in whichever order they were given
+    (``gcnseg init data.void=[11] my_data`` as well as ``gcnseg init my_data data.void=[11]``)."""
+    from pathlib import Path
+
+    if "=" not in first or Path(first).is_dir():
+        return first, rest
+    folders = [item for item in rest if "=" not in item]
+    if len(folders) != 1:
+        from ..errors import GcnsegError
+
+        raise GcnsegError(f"expected one DATA folder beside the KEY=VALUE overrides, got {[first, *rest]}")
+    return folders[0], [first, *(item for item in rest if item != folders[0])]
+
+
 def run(args: argparse.Namespace) -> int:
     import shlex
     from pathlib import Path
@@ -29,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ..project import init_project
     from ..runtime import atomic_write_text, check_output
 
+    args.root, args.overrides = data_and_overrides(args.root, args.overrides)
     root = require_dir(Path(args.root), "a folder of images/ and masks/", "DATA/images/, DATA/masks/, DATA/classes.txt")
     out = Path(args.out) if args.out else Path(f"{root.resolve().name}.yaml")
     check_output(out, "--out")
