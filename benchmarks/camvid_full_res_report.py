@@ -33,9 +33,11 @@ def read(results: Path) -> dict[str, dict[int, dict]]:
     return runs
 
 
-def spread(values: list[float]) -> str:
-    """``mean (min-max)`` in %, or the one value."""
-    v = [100 * x for x in values]
+def spread(values: list[float | None]) -> str:
+    """``mean (min-max)`` in %, or the one value (n/a where a run has none)."""
+    if any(x is None for x in values):
+        return "n/a"
+    v = [100 * x for x in values if x is not None]
     mean = sum(v) / len(v)
     return f"{mean:.2f}" if len(v) == 1 else f"{mean:.2f} ({min(v):.2f}-{max(v):.2f})"
 
@@ -51,6 +53,7 @@ def report(runs: dict[str, dict[int, dict]]) -> str:
     lines += ["| network | " + " | ".join(f"seed {s}" for s in sorted(runs.get("baseline", {}))) + " | mean |"]
     lines += ["|---|" + "---:|" * (len(runs.get("baseline", {})) + 1)]
     base = runs.get("baseline", {})
+    unpaired = sorted({f"{ORDER[s]} seed {seed}" for s in runs for seed in runs[s] if seed not in base})
     for slug, name in ORDER.items():
         if slug == "baseline" or slug not in runs:
             continue
@@ -65,12 +68,14 @@ def report(runs: dict[str, dict[int, dict]]) -> str:
             cells.append(" / ".join(f"{x:+.2f}" for x in d))
         mean = " / ".join(f"{sum(c) / len(diffs):+.2f}" for c in zip(*diffs)) if diffs else ""
         lines.append(f"| {name} | {' | '.join(cells)} | {mean} |")
+    if unpaired:
+        lines += ["", f"Not paired (no baseline of that seed yet): {', '.join(unpaired)}."]
     lines += ["", "Per class, IoU % (mean over seeds):", ""]
     lines += ["| class | " + " | ".join(ORDER[s] for s in ORDER if s in runs) + " |"]
     lines += ["|---|" + "---:|" * sum(s in runs for s in ORDER)]
     for c, name in enumerate(CAMVID_CLASSES):
-        row = [100 * sum(f["iou"][c] for f in runs[s].values()) / len(runs[s]) for s in ORDER if s in runs]
-        lines.append(f"| {name} | " + " | ".join(f"{x:.1f}" for x in row) + " |")
+        row = [spread([f["iou"][c] for f in runs[s].values()]).split(" ")[0] for s in ORDER if s in runs]
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 

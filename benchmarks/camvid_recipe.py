@@ -6,7 +6,7 @@ and on the official val, each without and with flip at test time.
         [--seed 0] [--threads 1] [--amp auto]
 
 Runs resume (and finished ones are skipped), so the search may span sessions. Writes
-benchmarks/results/camvid_recipe/SLUG.json (the scores, with the instruction set the
+benchmarks/results/camvid_recipe/seedN-SLUG.json (the scores, with the instruction set the
 run trained on and its time) and table.md (every candidate done so far).
 """
 
@@ -27,7 +27,7 @@ from gcnseg.runtime import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 TABLE = HERE / "camvid_recipe_table.yaml"
-RESULTS = HERE / "results" / "camvid_recipe"
+RESULTS = HERE / "results" / "camvid_recipe"  # (--results)
 UNSEEN, VAL = "train:0006R0", "val"
 
 
@@ -47,21 +47,21 @@ def row(result: dict) -> str:
     cells = [f"{100 * s[k]['miou']:.2f}" for k in ("unseen", "unseen_flip", "val", "val_flip")]
     minutes = result["train_seconds"] / 60
     changes = ", ".join(f"`{k}={v}`" for k, v in result["set"].items()) or "the shipped recipe"
-    return f"| {result['name']} | {' | '.join(cells)} | {minutes:.0f} min ({result['isa']}) | {changes} |"
+    where = f"{result['threads']} thread{'s' * (result['threads'] > 1)}, {result['isa']}, {result['amp']}"
+    return f"| {result['name']} | {result['seed']} | {' | '.join(cells)} | {minutes:.0f} min ({where}) | {changes} |"
 
 
-def write_table(order: list[str]) -> Path:
-    """table.md: every candidate with results, in the table file's order."""
+def write_table(order: list[str], results: Path) -> Path:
+    """table.md: every candidate with results (every seed), in the table file's order."""
     rows = []
     for slug in order:
-        path = RESULTS / f"{slug}.json"
-        if path.is_file():
+        for path in sorted(results.glob(f"seed*-{slug}.json")):
             rows.append(row(json.loads(path.read_text())))
     head = (
-        "| candidate | unseen 0006R0 | + flip | val | + flip | training, 1 thread | changes |\n"
-        "|---|---:|---:|---:|---:|---|---|\n"
+        "| candidate | seed | unseen 0006R0 | + flip | val | + flip | training | changes |\n"
+        "|---|---:|---:|---:|---:|---:|---|---|\n"
     )
-    out = RESULTS / "table.md"
+    out = results / "table.md"
     atomic_write_text(out, head + "\n".join(rows) + "\n")
     return out
 
@@ -69,8 +69,9 @@ def write_table(order: list[str]) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--camvid", required=True, help="the CamVid folder (SegNet layout)")
-    ap.add_argument("--out", default="runs/recipe", help="one run folder per candidate")
+    ap.add_argument("--out", default="runs/recipe", help="one run folder per candidate (seeds: one --out each)")
     ap.add_argument("--only", nargs="*", help="candidates' folder names (default: all)")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="where the JSON files and table.md go")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--amp", default="auto", help="train.amp of every run (keep one per search)")
@@ -89,7 +90,7 @@ def main() -> None:
     unknown = set(args.only or []) - set(slugs)
     if unknown:
         sys.exit(f"--only: no candidates {sorted(unknown)} (the table has {', '.join(slugs)})")
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
     for net, cfg in zip(table.networks, configs):
         if args.only and net.slug not in args.only:
             continue
@@ -110,15 +111,16 @@ def main() -> None:
             "steps": summary["steps"],
             "train_seconds": summary["train_seconds"],
             "isa": summary["runtime"]["cpu"],
+            "threads": summary["runtime"]["threads"],
             "amp": summary["runtime"]["amp"],
             "classes": CAMVID_CLASSES,
             "scores": {
                 k: {m: v[m] for m in ("miou", "boundary_acc", "internal_acc", "iou")} for k, v in scores.items()
             },
         }
-        atomic_write_text(RESULTS / f"{net.slug}.json", json.dumps(result, indent=2))
+        atomic_write_text(args.results / f"seed{args.seed}-{net.slug}.json", json.dumps(result, indent=2))
         print(row(result), flush=True)
-    print(write_table(slugs))
+    print(write_table(slugs, args.results))
 
 
 if __name__ == "__main__":

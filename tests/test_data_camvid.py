@@ -46,24 +46,34 @@ def test_camvid_bad_input(tmp_path):
 
 
 def test_splits_join_folders_and_keep_sequences(tmp_path):
+    from gcnseg.config import DataConfig
+    from gcnseg.data import build_dataset
+
     make_camvid(
         tmp_path,
         {"train": ["0001TP_006690", "0006R0_f01230", "0016E5_00390", "0016E5_00420"], "val": ["0016E5_07959"]},
     )
-    names = lambda split: [ds.name(i) for ds in [CamVid(tmp_path, split)] for i in range(len(ds))]
+    cfg = DataConfig(dataset="camvid", root=str(tmp_path))
+
+    def names(split):
+        ds = build_dataset(cfg, split, train=False)
+        return [ds.base.name(i) for i in range(len(ds))]
+
     assert names("train+val") == ["0001TP_006690", "0006R0_f01230", "0016E5_00390", "0016E5_00420", "0016E5_07959"]
     assert names("train:0016E5,0001TP") == ["0001TP_006690", "0016E5_00390", "0016E5_00420"]
     assert names("train:0006R0") == ["0006R0_f01230"]
-    assert names("train+val:0016E5") == ["0016E5_00390", "0016E5_00420", "0016E5_07959"]
-    # the left-out sequence and the kept ones share no frame
-    assert not set(names("train:0006R0")) & set(names("train:0016E5,0001TP"))
+    assert names("train+val:0016E5") == ["0016E5_00390", "0016E5_00420", "0016E5_07959"]  # both folders' frames
+    assert names("train+val:0006R0") == ["0006R0_f01230"]  # a folder without it adds nothing
+    assert not set(names("train:0006R0")) & set(names("train:0016E5,0001TP"))  # left out: no frame shared
     with pytest.raises(
-        DataError,
-        match=r"split 'train:Seq05VD': no frames of sequence Seq05VD \(its folders hold 0001TP, 0006R0, 0016E5\)",
+        DataError, match=r"split 'train:Seq05VD': no files of Seq05VD \(there are: 0001TP, 0006R0, 0016E5\)"
     ):
-        CamVid(tmp_path, "train:Seq05VD")
-    for bad in ("train:", "train+", ":0016E5", "train:0016E5,"):
-        with pytest.raises(DataError, match=r"expected FOLDER\[\+FOLDER\.\.\.\]\[:SEQUENCE"):
-            CamVid(tmp_path, bad)
+        names("train:Seq05VD")
+    for bad in ("train:", "train:0016E5,"):
+        with pytest.raises(DataError, match=r"expected SPLIT\[\+SPLIT\.\.\.\]:GROUP\[,GROUP\.\.\.\]"):
+            names(bad)
+    for bad in ("train+", ":0016E5"):
+        with pytest.raises(DataError, match=r"an empty split name"):
+            names(bad)
     with pytest.raises(DataError, match=r"test: not found"):
-        CamVid(tmp_path, "train+test")
+        names("train+test:0016E5")

@@ -22,16 +22,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def data_and_overrides(first: str, rest: list[str]) -> tuple[str, list[str]]:
     """DATA and the KEY=VALUE overrides, in whichever order they were given
     (``gcnseg init data.void=[11] my_data`` as well as ``gcnseg init my_data data.void=[11]``)."""
-    from pathlib import Path
+    from ..config import is_override
 
-    if "=" not in first or Path(first).is_dir():
+    if not is_override(first):
         return first, rest
-    folders = [item for item in rest if "=" not in item]
+    folders = [item for item in rest if not is_override(item)]
     if len(folders) != 1:
         from ..errors import GcnsegError
 
         raise GcnsegError(f"expected one DATA folder beside the KEY=VALUE overrides, got {[first, *rest]}")
-    return folders[0], [first, *(item for item in rest if item != folders[0])]
+    return folders[0], [first, *(item for item in rest if item is not folders[0])]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,6 +16,12 @@ Example (VOC Stage-1, validated on VOC val only)::
     dataset: coco_voc+voc_aug
     root: /data/voc            # holds VOCdevkit/ and benchmark_RELEASE/
     options: {coco_voc: {root: /data/coco, splits: {val: null}}}
+
+A split may end in ``:GROUP,GROUP...`` to keep the files of those groups only, a
+file's group being its name up to the first ``_``: CamVid's video sequences
+(``0016E5_07959.png``), Cityscapes' cities (``aachen_000000_000019``). On CamVid,
+``data.train_split=train:0016E5,0001TP data.val_split=train:0006R0`` validates on a
+sequence the model never saw; ``train+val:0016E5`` is every frame of 0016E5.
 """
 
 from __future__ import annotations
@@ -133,8 +139,35 @@ def dataset_options(cfg: DataConfig, name: str) -> tuple[str | None, dict[str, A
     return root, opts
 
 
+def group(name: str) -> str:
+    """The group of a file named ``name`` (a split's ``:GROUP`` keeps it): up to the first ``_``."""
+    return name.split("_", 1)[0]
+
+
+def _keep_groups(parts: list[SegmentationDataset], groups: str, split: str) -> list[SegmentationDataset]:
+    """The files of ``parts`` whose group is one of ``groups`` (``A,B``); a group without
+    files is an error that names the groups there are."""
+    keep = groups.split(",")
+    if not all(keep):
+        raise DataError(f"split {split!r}: expected SPLIT[+SPLIT...]:GROUP[,GROUP...], e.g. train:0016E5")
+    found: set[str] = set()
+    for part in parts:
+        if not isinstance(part, FileSegmentation):
+            raise DataError(f"split {split!r}: {type(part).__name__} reads no files to keep by group")
+        found |= {group(image.stem) for image, _ in part.samples}
+        part.samples = [s for s in part.samples if group(s[0].stem) in keep]
+    missing = [g for g in keep if g not in found]
+    if missing:
+        raise DataError(f"split {split!r}: no files of {', '.join(missing)} (there are: {', '.join(sorted(found))})")
+    return [p for p in parts if len(p)]
+
+
 def open_dataset(cfg: DataConfig, split: str) -> SegmentationDataset:
-    """The raw dataset(s) of ``cfg.dataset`` and ``split`` (``+`` joins, see module docstring)."""
+    """The raw dataset(s) of ``cfg.dataset`` and ``split`` (``+`` joins, ``:`` keeps
+    groups: see module docstring)."""
+    split, sep, groups = split.partition(":")
+    if not all(s.strip() for s in split.split("+")):
+        raise DataError(f"split {split + sep + groups!r}: an empty split name")
     parts = []
     for name in cfg.dataset.split("+"):
         name = name.strip()
@@ -161,6 +194,8 @@ def open_dataset(cfg: DataConfig, split: str) -> SegmentationDataset:
             parts.append(part)
     if not parts:
         raise DataError(f"{cfg.dataset}: no part has the split {split!r} (see data.options.<name>.splits)")
+    if sep:
+        parts = _keep_groups(parts, groups, split + sep + groups)
     return parts[0] if len(parts) == 1 else ConcatSegmentation(parts)
 
 

@@ -4,13 +4,6 @@ Layout: ``ROOT/{train,val,test}/*.png`` with labels in ``ROOT/{split}annot/*.png
 and optional ``ROOT/{split}.txt`` listing ``image label`` pairs (paths relative to
 ROOT; SegNet's absolute ``/SegNet/CamVid/...`` paths are resolved by their last
 two components). Without a list file the image folder is listed.
-
-A split may join folders and keep some video sequences only (a frame's sequence is its
-file name up to the first ``_``: ``0016E5_07959.png`` is sequence 0016E5):
-``train+val`` is both folders, ``train:0016E5,0001TP`` the train frames of those two
-sequences. Leaving one training sequence out measures how a recipe generalises to a
-sequence it never saw (CamVid's test split is mostly one: Seq05VD), e.g.
-``data.train_split=train:0016E5,0001TP data.val_split=train:0006R0``.
 """
 
 from __future__ import annotations
@@ -41,39 +34,6 @@ def _resolve(root: Path, listed: str) -> Path:
     return root / Path(*p.parts[-2:])
 
 
-def parse_split(split: str) -> tuple[list[str], list[str] | None]:
-    """``"train+val:0016E5,0001TP"`` -> ``(["train", "val"], ["0016E5", "0001TP"])``; no
-    ``:`` keeps every sequence (``None``)."""
-    folders, sep, seqs = split.partition(":")
-    names = folders.split("+")
-    sequences = seqs.split(",") if sep else None
-    if not all(names) or (sequences is not None and not all(sequences)):
-        raise DataError(f"CamVid split {split!r}: expected FOLDER[+FOLDER...][:SEQUENCE[,SEQUENCE...]], e.g. train:0016E5")
-    return names, sequences
-
-
-def sequence(path: Path) -> str:
-    """The video sequence of a CamVid frame: its file name up to the first ``_``."""
-    return path.name.split("_", 1)[0]
-
-
-def _folder_samples(root: Path, split: str) -> list[tuple[Path, Path]]:
-    """The ``(image, label)`` pairs of one split folder, from its list file or its folder."""
-    listing = root / f"{split}.txt"
-    if not listing.is_file():
-        image_dir = require_dir(root / split, f"CamVid {split}/ and {split}annot/ (or {split}.txt)", CAMVID_HINT)
-        return [(p, root / f"{split}annot" / p.name) for p in sorted(image_dir.glob("*.png"))]
-    samples = []
-    for n, line in enumerate(read_listing(listing).splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 2:
-            raise DataError(f"{listing}:{n}: expected 'image label', got {line.strip()!r}")
-        samples.append((_resolve(root, parts[0]), _resolve(root, parts[1])))
-    return samples
-
-
 class CamVid(FileSegmentation):
     """CamVid, SegNet version (see module docstring)."""
 
@@ -84,17 +44,19 @@ class CamVid(FileSegmentation):
         if root is None:
             raise DataError(f"camvid: no root given; expected a folder with train/, trainannot/, ... ({CAMVID_HINT})")
         root = require_dir(Path(root), "a CamVid folder with train/, trainannot/, val/, valannot/", CAMVID_HINT)
-        folders, sequences = parse_split(split)
-        samples = [s for name in folders for s in _folder_samples(root, name)]
-        if sequences is not None:
-            found = sorted({sequence(image) for image, _ in samples})
-            unknown = [q for q in sequences if q not in found]
-            if unknown:
-                raise DataError(
-                    f"{root}: CamVid split {split!r}: no frames of sequence {', '.join(unknown)} "
-                    f"(its folders hold {', '.join(found) or 'none'})"
-                )
-            samples = [s for s in samples if sequence(s[0]) in sequences]
+        listing = root / f"{split}.txt"
+        if listing.is_file():
+            samples = []
+            for n, line in enumerate(read_listing(listing).splitlines(), 1):
+                if not line.strip():
+                    continue
+                parts = line.split()
+                if len(parts) != 2:
+                    raise DataError(f"{listing}:{n}: expected 'image label', got {line.strip()!r}")
+                samples.append((_resolve(root, parts[0]), _resolve(root, parts[1])))
+        else:
+            image_dir = require_dir(root / split, f"CamVid {split}/ and {split}annot/ (or {split}.txt)", CAMVID_HINT)
+            samples = [(p, root / f"{split}annot" / p.name) for p in sorted(image_dir.glob("*.png"))]
         if not samples:
             raise DataError(f"{root}: no images in CamVid split {split!r} ({CAMVID_HINT})")
         super().__init__(samples)
