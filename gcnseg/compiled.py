@@ -81,9 +81,8 @@ class CompiledModel(nn.Module):
             self.notify(f"compiling failed ({type(e).__name__}: {first}); running uncompiled")
             return self.model(x)
         seconds = time.perf_counter() - start
-        agreement = label_agreement(
-            [(out.argmax(1), self.model(x).argmax(1))]
-        )  # once per shape: a wrong compile never serves
+        # checked once per shape: a wrong compile never serves
+        agreement = label_agreement([(out.argmax(1), self.model(x).argmax(1))])
         if agreement < MIN_AGREEMENT:
             self.broken = True
             self.notify(
