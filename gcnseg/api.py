@@ -249,15 +249,14 @@ def _optimised(model: nn.Module, path: dict[str, Any]) -> nn.Module:
     """:func:`gcnseg.optimize.inference_model` of ``model`` (what ``gcnseg predict``
     runs), kept while the weights and the path asked for stay as they are (the same
     tensors, unmodified in place)."""
-    from .compiled import COMPILE_MIN_PASSES
-    from .optimize import inference_model
+    from .optimize import enough_passes, inference_model
 
     cache = vars(model).get("_gcnseg_optimised")
     if not isinstance(cache, _Optimised):
         cache = vars(model)["_gcnseg_optimised"] = _Optimised()
     compile = path["compile"]
-    if compile == "auto" and path["passes"] < COMPILE_MIN_PASSES:
-        compile = "off"  # (GCNSEG_COMPILE may still turn a long list's "auto" off)
+    if compile == "auto" and not enough_passes(path["passes"]):
+        compile = "off"  # the key of what inference_model will make (GCNSEG_COMPILE may still turn "auto" off)
     key = (path["precision"], compile) + tuple(
         (t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape))
         for t in itertools.chain(model.parameters(), model.buffers())

@@ -176,6 +176,14 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8")
 COMPILE = ("auto", "on", "off")
 
 
+def enough_passes(passes: int | None) -> bool:
+    """Whether ``passes`` forward passes (None: a long-lived process such as ``serve``)
+    repay compiling: what ``compile="auto"`` asks for."""
+    from .compiled import COMPILE_MIN_PASSES
+
+    return passes is None or passes >= COMPILE_MIN_PASSES
+
+
 def inference_model(
     model: nn.Module,
     *,
@@ -200,7 +208,7 @@ def inference_model(
       environment variable ``GCNSEG_COMPILE`` (on, off) decides ``"auto"`` where it is set,
       e.g. ``GCNSEG_COMPILE=off`` for a machine where compiling is not wanted.
     """
-    from .compiled import COMPILE_MIN_PASSES, CompiledModel, compiler_available
+    from .compiled import CompiledModel, compiler_available
     from .errors import GcnsegError
 
     if precision not in PRECISIONS:
@@ -232,8 +240,7 @@ def inference_model(
         compile = os.environ.get("GCNSEG_COMPILE", "auto").strip().lower() or "auto"
         if compile not in COMPILE:
             raise GcnsegError(f"GCNSEG_COMPILE={compile}: expected {', '.join(COMPILE)}")
-    wanted = compile == "on" or (compile == "auto" and (passes is None or passes >= COMPILE_MIN_PASSES))
-    if not wanted:
+    if not (compile == "on" or (compile == "auto" and enough_passes(passes))):
         return fast
     if not compiler_available(device):
         (notify or notice)(
