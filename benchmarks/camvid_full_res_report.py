@@ -6,7 +6,13 @@ IoU.
     python benchmarks/camvid_full_res_report.py [RESULTS]   # default: benchmarks/results/camvid_full_res
 
 RESULTS holds one folder per run, SEED-SLUG (seed0-baseline, seed1-gcn-k-15, ...), each
-with the run's summary.json (copied there from runs/full-res/seedS/SLUG/). Prints Markdown.
+with the run's summary.json (copied there from runs/full-res/seedS/SLUG/) and eval.json,
+its last checkpoint scored in float32 by
+
+    gcnseg eval --checkpoint runs/full-res/seedS/SLUG/last.json --eager --json RESULTS/seedS-SLUG/eval.json
+
+(the runs' own validation ran under their bf16 autocast until session 9; eval.json is what
+the tables use, the summary where it is missing, marked *). Prints Markdown.
 """
 
 from __future__ import annotations
@@ -24,12 +30,19 @@ METRICS = ("miou", "boundary_acc", "internal_acc")
 
 
 def read(results: Path) -> dict[str, dict[int, dict]]:
-    """``slug -> seed -> summary["final"]`` of every finished run under ``results``."""
+    """``slug -> seed -> metrics`` of every finished run under ``results``: its float32
+    ``eval.json``, else its summary's last validation (``"from_summary": True``)."""
     runs: dict[str, dict[int, dict]] = {}
     for summary in sorted(results.glob("seed*-*/summary.json")):
         m = re.fullmatch(r"seed(\d+)-(.+)", summary.parent.name)
         if m and m.group(2) in ORDER:
-            runs.setdefault(m.group(2), {})[int(m.group(1))] = json.loads(summary.read_text())["final"]
+            scored = summary.parent / "eval.json"
+            metrics = (
+                json.loads(scored.read_text())
+                if scored.is_file()
+                else {**json.loads(summary.read_text())["final"], "from_summary": True}
+            )
+            runs.setdefault(m.group(2), {})[int(m.group(1))] = metrics
     return runs
 
 
@@ -48,7 +61,10 @@ def report(runs: dict[str, dict[int, dict]]) -> str:
         seeds = runs.get(slug, {})
         if seeds:
             cells = [spread([f[k] for f in seeds.values()]) for k in METRICS]
-            lines.append(f"| {name} | {', '.join(map(str, sorted(seeds)))} | {' | '.join(cells)} |")
+            marked = [f"{s}*" if seeds[s].get("from_summary") else str(s) for s in sorted(seeds)]
+            lines.append(f"| {name} | {', '.join(marked)} | {' | '.join(cells)} |")
+    if any(f.get("from_summary") for seeds in runs.values() for f in seeds.values()):
+        lines += ["", "*: the run's own validation (bf16 autocast), not yet scored in float32."]
     lines += ["", "Paired with the 1x1 baseline of the same seed (points, mIoU / boundary / internal):", ""]
     lines += ["| network | " + " | ".join(f"seed {s}" for s in sorted(runs.get("baseline", {}))) + " | mean |"]
     lines += ["|---|" + "---:|" * (len(runs.get("baseline", {})) + 1)]

@@ -197,19 +197,28 @@ def test_summary_without_any_scored_pixel_says_n_a():
 
 
 def test_bf16_autocast_trains_on_cpu_and_fp16_is_refused(tmp_path, monkeypatch):
-    seen = []
+    seen, validated = [], []
     real_build = state_mod.build_model
 
-    def build(cfg, num_classes):  # record the dtype of every training forward's scores
+    def build(cfg, num_classes):  # record the dtype of every forward's scores, training and validation
         model = real_build(cfg, num_classes)
-        model.register_forward_hook(lambda m, args, out: seen.append(out.dtype) if m.training else None)
+        model.register_forward_hook(lambda m, args, out: (seen if m.training else validated).append(out.dtype))
         return model
 
     monkeypatch.setattr(state_mod, "build_model", build)
     run = tmp_path / "bf16"
     summary = train(tiny(run, "train.iterations=3", "train.previews=0", "train.amp=bf16"), show_progress=False)
     assert summary["steps"] == 3 and seen == [torch.bfloat16] * 3
+    assert validated and set(validated) == {torch.float32}  # validation in float32 whatever train.amp is
     assert all(0.0 <= summary["final"][k] <= 1.0 for k in ("miou", "pixel_acc"))
+    # validation in float32: gcnseg eval of the checkpoint gives the run's numbers exactly
+    report = tmp_path / "eval.json"
+    assert (
+        main(["eval", "--checkpoint", str(run / "last.json"), "--eager", "--no-progress", "--json", str(report)]) == 0
+    )
+    measured = json.loads(report.read_text())
+    for k in ("miou", "pixel_acc", "boundary_acc", "internal_acc"):
+        assert measured[k] == summary["final"][k], k
     seen.clear()
     fp32 = tmp_path / "fp32"
     train(tiny(fp32, "train.iterations=3", "train.previews=0"), show_progress=False)

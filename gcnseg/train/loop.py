@@ -81,7 +81,8 @@ def _train_mode(run: Run) -> None:
 
 def validate(run: Run) -> dict[str, Any]:
     """Score the model on the validation split, log it (with the IoU of each class by name:
-    ``per_class_iou``), keep the best, save a checkpoint."""
+    ``per_class_iou``), keep the best, save a checkpoint. In float32 whatever ``train.amp``
+    is, so that ``gcnseg eval --eager`` of the checkpoint gives the same numbers."""
     cfg = run.cfg
     result = evaluate(
         run.network,
@@ -91,7 +92,6 @@ def validate(run: Run) -> dict[str, Any]:
         run.train_set.num_classes,
         cfg.data.ignore_index,
         show_progress=False,
-        amp_dtype=run.amp_dtype,
         mean=run.cfg.data.mean,
         std=run.cfg.data.std,
     )
