@@ -127,6 +127,8 @@ def init_project(
     root = Path(root)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", root.resolve().name).strip("-") or "data"
     recipe_cfg = load_config(recipe)
+    if recipe_cfg.data.dataset != "folder":  # another dataset's options (e.g. synthetic-shapes' size)
+        recipe_cfg.data.options = {}
     own = {
         "name": f"{name}-{recipe_cfg.name}",
         "out_dir": f"runs/{name}",

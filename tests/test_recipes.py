@@ -300,3 +300,18 @@ def test_review_fixes_of_the_command_layer(tmp_path, monkeypatch, capsys):
     assert main(["train", "--config", str(exp / "config.yaml"), f"out_dir={exp}"]) == 2
     assert "which this command reads" in capsys.readouterr().err
     assert (exp / "config.yaml").read_text() == "name: mine  # my notes\n"
+
+
+def test_init_from_a_recipe_of_another_dataset_drops_its_options(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "mine"
+    make_folder(data, [f"im_{i}" for i in range(6)], ["background", "thing"], size=(16, 16))
+    out = tmp_path / "mine.yaml"
+    assert main(["init", str(data), "--recipe", "demo", "--out", str(out)]) == 0  # demo: synthetic-shapes
+    cfg = load_config(out)
+    assert cfg.data.dataset == "folder" and cfg.data.options == {"val_fraction": 0.1}
+    # a config of another dataset, switched by hand: data.options={} clears its options
+    c = load_config("demo", [f"data.root={data}", "data.dataset=folder"])
+    with pytest.raises(DataError, match=r"folder: bad data\.options .*size.*data\.options=\{\} clears the options"):
+        open_dataset(c.data, "train")
+    c = load_config("demo", [f"data.root={data}", "data.dataset=folder", "data.options={}"])
+    assert c.data.options == {}

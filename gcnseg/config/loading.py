@@ -461,10 +461,11 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """Recursive dict update: ``extra`` wins, nested mappings are merged."""
+    """Recursive dict update: ``extra`` wins, nested mappings are merged (an empty one
+    replaces: ``data.options={}`` clears the options)."""
     out = dict(base)
     for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and v and isinstance(out.get(k), dict) else v
     return out
 
 

@@ -182,7 +182,9 @@ def open_dataset(cfg: DataConfig, split: str) -> SegmentationDataset:
             try:
                 inspect.signature(DATASETS[name]).bind(root, s, **opts)
             except TypeError as e:
-                raise DataError(f"{name}: bad data.options {sorted(opts)} ({e})") from None
+                raise DataError(
+                    f"{name}: bad data.options {sorted(opts)} ({e}); data.options={{}} clears the options"
+                ) from None
             try:
                 part = DATASETS[name](root, s, **opts)
             except (TypeError, ValueError) as e:  # an option of the right name but a wrong value
