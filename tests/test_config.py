@@ -240,3 +240,9 @@ def test_a_saved_sidecar_is_read_without_the_range_checks():
     assert config_from_dict(data, "model.json", saved=True).train.iterations == 0
     with pytest.raises(ConfigError, match=r"train\.iterations: must be at least 1"):
         config_from_dict(data, "config.yaml")
+
+
+def test_a_string_that_yaml_reads_as_a_mapping_says_how_to_quote_it():
+    with pytest.raises(ConfigError, match=r"data\.train_split: expected a string, got .*quote the text"):
+        load_config(None, ["data.train_split=train: 0016E5"])
+    assert load_config(None, ["data.train_split=train:0016E5"]).data.train_split == "train:0016E5"

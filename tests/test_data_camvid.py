@@ -69,7 +69,8 @@ def test_splits_join_folders_and_keep_sequences(tmp_path):
         DataError, match=r"split 'train:Seq05VD': no files of Seq05VD \(there are: 0001TP, 0006R0, 0016E5\)"
     ):
         names("train:Seq05VD")
-    for bad in ("train:", "train:0016E5,"):
+    assert names("train: 0016E5, 0001TP") == names("train:0016E5,0001TP")  # spaces around groups
+    for bad in ("train:", "train:0016E5,", "train:0016E5+val"):
         with pytest.raises(DataError, match=r"expected SPLIT\[\+SPLIT\.\.\.\]:GROUP\[,GROUP\.\.\.\]"):
             names(bad)
     for bad in ("train+", ":0016E5"):

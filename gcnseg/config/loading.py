@@ -250,7 +250,8 @@ def _check_value(value: Any, tp: Any, where: str, checks: bool = True) -> Any:
             return str(value)  # a plain str (an _Unparsed override's text too)
         if isinstance(value, str):
             raise _CheckFailed(f"{where}: a NUL character in {_r(value)}")
-        raise ConfigError(f"{where}: expected a string, got {_r(value)}")
+        quote = " (YAML reads 'KEY: VALUE' as a mapping: quote the text, or drop the space after ':')"
+        raise ConfigError(f"{where}: expected a string, got {_r(value)}{quote if isinstance(value, dict) else ''}")
     raise ConfigError(f"{where}: unsupported type {tp}")
 
 

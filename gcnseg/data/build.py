@@ -144,16 +144,21 @@ def group(name: str) -> str:
     return name.split("_", 1)[0]
 
 
-def _keep_groups(parts: list[SegmentationDataset], groups: str, split: str) -> list[SegmentationDataset]:
+def _keep_groups(
+    parts: list[SegmentationDataset], groups: str, split: str, name: str
+) -> list[SegmentationDataset]:
     """The files of ``parts`` whose group is one of ``groups`` (``A,B``); a group without
     files is an error that names the groups there are."""
-    keep = groups.split(",")
-    if not all(keep):
-        raise DataError(f"split {split!r}: expected SPLIT[+SPLIT...]:GROUP[,GROUP...], e.g. train:0016E5")
+    keep = [g.strip() for g in groups.split(",")]
+    if not all(keep) or any("+" in g or ":" in g for g in keep):
+        raise DataError(
+            f"split {split!r}: expected SPLIT[+SPLIT...]:GROUP[,GROUP...] (the groups after all the joined splits), "
+            "e.g. train+val:0016E5"
+        )
     found: set[str] = set()
     for part in parts:
         if not isinstance(part, FileSegmentation):
-            raise DataError(f"split {split!r}: {type(part).__name__} reads no files to keep by group")
+            raise DataError(f"split {split!r}: {name} reads no files to keep by group")
         found |= {group(image.stem) for image, _ in part.samples}
         part.samples = [s for s in part.samples if group(s[0].stem) in keep]
     missing = [g for g in keep if g not in found]
@@ -197,7 +202,7 @@ def open_dataset(cfg: DataConfig, split: str) -> SegmentationDataset:
     if not parts:
         raise DataError(f"{cfg.dataset}: no part has the split {split!r} (see data.options.<name>.splits)")
     if sep:
-        parts = _keep_groups(parts, groups, split + sep + groups)
+        parts = _keep_groups(parts, groups, split + sep + groups, cfg.dataset)
     return parts[0] if len(parts) == 1 else ConcatSegmentation(parts)
 
 
