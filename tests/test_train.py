@@ -13,6 +13,7 @@ import gcnseg.train.state as state_mod
 from gcnseg.checkpoint import load_model, resolve_checkpoint
 from gcnseg.commands import main
 from gcnseg.config import load_config
+from gcnseg.errors import GcnsegError
 from gcnseg.train import TrainingError, train
 
 TINY = [
@@ -311,6 +312,8 @@ def test_ema_saves_the_average_of_the_weights_and_resumes_exactly(tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         train(tiny(part, *args), show_progress=False)
     monkeypatch.setattr(loop, "train_step", real_step)
+    with pytest.raises(GcnsegError, match=r"train\.ema cannot change on a resumed run \(0\.9 -> null\)"):
+        train(tiny(part, *args[:-1], "train.ema=null"), resume=True, show_progress=False)
     assert main(["train", "--resume", str(part), "--no-progress"]) == 0
     resumed = load_file(str(resolve_checkpoint(part, "last") / "model.safetensors"))
     for k in saved:

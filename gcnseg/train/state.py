@@ -15,6 +15,7 @@ from typing import IO, Any, cast
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
 from ..checkpoint import foreign_entries, load_train_state, load_weights, resolve_checkpoint
@@ -385,8 +386,10 @@ def resume_changes(run_dir: Path, cfg: Config) -> dict[str, tuple[Any, Any]]:
     for key, (old, value) in changes.items():
         regrouped = key == "optim.encoder_lr_mult" and (old == 1) != (value == 1)  # one group or two
         if regrouped or (key not in RESUMABLE and not key.startswith("eval.")):
+            was, now = (yaml.safe_dump(v, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+                         for v in (old, value))  # fmt: skip
             raise GcnsegError(
-                f"{run_dir}: {key} cannot change on a resumed run ({old!r} -> {value!r}); the run stays as it was. "
+                f"{run_dir}: {key} cannot change on a resumed run ({was} -> {now}); the run stays as it was. "
                 f"Start a new run from its weights instead: train.init_from={run_dir}"
             )
     return {k: v for k, v in changes.items() if k not in ("name", "out_dir")}
