@@ -14,12 +14,21 @@ from collections.abc import Iterable
 from typing import Any, NoReturn
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Each flag's default in ``--help``, unless it has none (None, False) or its help says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with a usage mistake as one line that points at ``--help`` (exit 2), and
     each flag's default shown in ``--help``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", _Help)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:

@@ -75,7 +75,8 @@ def check_dataset(ds: SegmentationDataset) -> CheckReport:
 
 def format_report(report: CheckReport, ds: SegmentationDataset, what: str) -> str:
     """Human-readable summary: counts, problem kinds, each bad file, class pixel shares."""
-    lines = [f"{what}: checked {report.total} items, {report.total - report.bad} ok, {report.bad} bad"]
+    items = "item" if report.total == 1 else "items"
+    lines = [f"{what}: checked {report.total} {items}, {report.total - report.bad} ok, {report.bad} bad"]
     lines += [f"  {kind}: {n}" for kind, n in sorted(report.kinds.items())]
     if report.errors:
         lines.append("bad files:")
