@@ -29,6 +29,7 @@ from __future__ import annotations
 import bisect
 import inspect
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -204,6 +205,21 @@ def open_dataset(cfg: DataConfig, split: str) -> SegmentationDataset:
     if sep:
         parts = _keep_groups(parts, groups, split + sep + groups, cfg.dataset)
     return parts[0] if len(parts) == 1 else ConcatSegmentation(parts)
+
+
+def image_files(ds: SegmentationDataset) -> set[Path]:
+    """The image files a dataset reads (its file parts' only: generated data has none)."""
+    if isinstance(ds, ConcatSegmentation):
+        return set().union(*(image_files(p) for p in ds.parts))
+    if isinstance(ds, FileSegmentation):
+        return {image.resolve() for image, _ in ds.samples}
+    return set()
+
+
+def shared_images(a: SegmentationDataset, b: SegmentationDataset) -> int:
+    """How many image files two datasets both read (a validation split that holds training
+    images measures memory, not generalisation)."""
+    return len(image_files(a) & image_files(b))
 
 
 def build_dataset(cfg: DataConfig, split: str, train: bool) -> TransformedDataset:
