@@ -22,8 +22,8 @@ from ..checkpoint import foreign_entries, load_train_state, load_weights, resolv
 from ..config import Config, with_input_normalisation
 from ..config.schema import MAX_CLASSES, MAX_STEPS
 from ..data import TransformedDataset, build_dataset
-from ..data.build import shared_images
 from ..data.base import FileSegmentation
+from ..data.build import shared_images
 from ..errors import GcnsegError
 from ..models import build_model
 from ..packaged import check_packaged_weights
