@@ -324,15 +324,16 @@ def test_ema_saves_the_average_of_the_weights_and_resumes_exactly(tmp_path, monk
     assert set(state["model"]) == set(saved)
 
 
-def test_a_validation_split_that_holds_training_images_is_warned_of(tmp_path, capsys):
+def test_a_validation_split_that_holds_training_images_is_noted(tmp_path, capsys):
     from fakes import make_camvid
 
     make_camvid(tmp_path / "cv", {"train": ["0001TP_1", "0001TP_2", "0006R0_1"], "val": ["0016E5_1"]}, size=(32, 32))
     common = [*TINY[:3], "data.dataset=camvid", f"data.root={tmp_path / 'cv'}", *TINY[5:], "train.iterations=1"]
     train(load_config(None, [*common, f"out_dir={tmp_path / 'a'}", "data.val_split=train:0006R0,0001TP"]),
           show_progress=False)  # fmt: skip
-    err = capsys.readouterr().err
-    assert "warning: 3 of the 3 validation images (train:0006R0,0001TP) are also training images (train)" in err
+    said = capsys.readouterr().out
+    assert "note: 3 of the 3 validation images (train:0006R0,0001TP) are also training images (train)" in said
+    assert "are also training images" in (tmp_path / "a" / "train.log").read_text()
     train(load_config(None, [*common, f"out_dir={tmp_path / 'b'}", "data.train_split=train:0001TP",
                              "data.val_split=train:0006R0"]), show_progress=False)  # fmt: skip
-    assert "validation images" not in capsys.readouterr().err  # a left-out sequence: no warning
+    assert "validation images" not in capsys.readouterr().out  # a left-out sequence: no note

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from ..checkpoint import last_good, resolve_checkpoint, save_checkpoint
 from ..config import Config
+from ..data.build import shared_images
 from ..errors import DataError, GcnsegError, Stopped
 from ..evaluate import evaluate, write_previews
 from ..runtime import any_process, atomic_write_text
@@ -273,6 +274,13 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
             for key, (old, new) in run.changes.items():
                 run.log.line(f"resumed with {key}: {old!r} -> {new!r}")
         run.log.line(describe_runtime(run.resolved))
+        shared = shared_images(run.train_set.base, run.val_set.base)
+        if shared:
+            d = cfg.data
+            run.log.line(
+                f"note: {shared} of the {len(run.val_set)} validation images ({d.val_split}) are also training "
+                f"images ({d.train_split}): validation measures what the model saw"
+            )
     bar = tqdm(
         total=run.total,
         initial=s.step,

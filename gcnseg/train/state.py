@@ -23,7 +23,6 @@ from ..config import Config, with_input_normalisation
 from ..config.schema import MAX_CLASSES, MAX_STEPS
 from ..data import TransformedDataset, build_dataset
 from ..data.base import FileSegmentation
-from ..data.build import shared_images
 from ..errors import GcnsegError
 from ..models import build_model
 from ..packaged import check_packaged_weights
@@ -237,13 +236,6 @@ def setup(cfg: Config, resume: bool = False) -> Run:
         changes = resume_changes(run_dir, cfg)
     train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)  # (no random draws)
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
-    shared = shared_images(train_set.base, val_set.base)
-    if shared and rank == 0:
-        print(
-            f"gcnseg: warning: {shared} of the {len(val_set)} validation images ({cfg.data.val_split}) are also "
-            f"training images ({cfg.data.train_split}): validation measures what the model saw",
-            file=sys.stderr,
-        )
     if t.class_weights is not None and len(t.class_weights) != train_set.num_classes:
         raise GcnsegError(
             f"train.class_weights: {len(t.class_weights)} weights for the {train_set.num_classes} classes of "
