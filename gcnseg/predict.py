@@ -154,7 +154,8 @@ def write_predictions(
             {
                 "input": str(f),
                 **{kind: str(t) for kind, t in targets.items()},
-                "size": [int(pred.shape[1]), int(pred.shape[0])],
+                "height": int(pred.shape[0]),
+                "width": int(pred.shape[1]),
                 "class_share": {
                     (classes[c] if classes else str(c)): round(float(counts[c]) / pred.size, 6)
                     for c in np.flatnonzero(counts)

@@ -180,3 +180,16 @@ def test_checkpoint_of_another_model_is_one_line(run_dir, tmp_path, capsys):
     (ckpt / "model.json").write_text(json.dumps(meta))
     assert main(["eval", "--checkpoint", str(ckpt)]) == 2
     assert "model.json: no num_classes" in capsys.readouterr().err
+
+
+def test_predict_json_names_height_and_width(run_dir, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.zeros((17, 23, 3), np.uint8)).save(src / "wide.png")
+    report = tmp_path / "p.json"
+    assert (
+        main(["predict", "--checkpoint", str(run_dir), str(src), "--out", str(tmp_path / "o"), "--json", str(report)])
+        == 0
+    )
+    (record,) = json.loads(report.read_text())["images"]
+    assert (record["height"], record["width"]) == (17, 23) and sum(record["class_share"].values()) == pytest.approx(1)
