@@ -120,7 +120,7 @@ def main() -> None:
         }
         atomic_write_text(args.results / f"seed{args.seed}-{net.slug}.json", json.dumps(result, indent=2))
         print(row(result), flush=True)
-    print(write_table(slugs, args.results))
+        print(write_table(slugs, args.results), flush=True)  # after each candidate: a search may stop any time
 
 
 if __name__ == "__main__":
