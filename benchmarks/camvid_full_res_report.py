@@ -46,13 +46,14 @@ def read(results: Path) -> dict[str, dict[int, dict]]:
     return runs
 
 
-def spread(values: list[float | None]) -> str:
-    """``mean (min-max)`` in %, or the one value (n/a where a run has none)."""
+def spread(values: list[float | None], extremes: bool = True) -> str:
+    """``mean (min-max)`` in % (the mean alone without ``extremes`` or for one value;
+    n/a where a run has none)."""
     if any(x is None for x in values):
         return "n/a"
     v = [100 * x for x in values if x is not None]
     mean = sum(v) / len(v)
-    return f"{mean:.2f}" if len(v) == 1 else f"{mean:.2f} ({min(v):.2f}-{max(v):.2f})"
+    return f"{mean:.2f}" if len(v) == 1 or not extremes else f"{mean:.2f} ({min(v):.2f}-{max(v):.2f})"
 
 
 def report(runs: dict[str, dict[int, dict]]) -> str:
@@ -90,7 +91,7 @@ def report(runs: dict[str, dict[int, dict]]) -> str:
     lines += ["| class | " + " | ".join(ORDER[s] for s in ORDER if s in runs) + " |"]
     lines += ["|---|" + "---:|" * sum(s in runs for s in ORDER)]
     for c, name in enumerate(CAMVID_CLASSES):
-        row = [spread([f["iou"][c] for f in runs[s].values()]).split(" ")[0] for s in ORDER if s in runs]
+        row = [spread([f["iou"][c] for f in runs[s].values()], extremes=False) for s in ORDER if s in runs]
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
