@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from .config import Config, config_from_dict
 from .config.loading import read_text_bounded
 from .config.schema import MAX_CLASSES, MAX_LABEL, ConfigError
 from .errors import GcnsegError
-from .runtime import atomic_write_text, default_mode, file_sha256, fsync_path
+from .runtime import atomic_write_text, default_mode, file_sha256, fsync_path, warn
 from .zoo import ZOO, named_checkpoint
 
 MODEL_FILE, META_FILE, STATE_FILE = "model.safetensors", "model.json", "train_state.pt"
@@ -131,10 +130,7 @@ def _check_digest(ckpt: Path, name: str, meta: dict[str, Any] | None = None) -> 
     if _undigested(meta):
         if ckpt not in _unchecked:
             _unchecked.add(ckpt)
-            print(
-                f"gcnseg: warning: {ckpt}: saved before gcnseg kept digests; not checked for corruption",
-                file=sys.stderr,
-            )
+            warn(f"{ckpt}: saved before gcnseg kept digests; not checked for corruption")
         return
     expected = meta.get("sha256")
     if not isinstance(expected, dict) or not isinstance(expected.get(name), str):

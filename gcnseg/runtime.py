@@ -41,6 +41,12 @@ def notice(line: str) -> None:
     print(f"gcnseg: {line}", file=sys.stderr)
 
 
+def warn(line: str) -> None:
+    """A warning for the person at the terminal (``gcnseg: warning: ...`` on stderr): something
+    that did not happen (a picture not drawn, a check not made) while the job goes on."""
+    notice(f"warning: {line}")
+
+
 def resolve_device(name: str, key: str = "--device") -> torch.device:
     """``"auto"`` is this process's GPU (``LOCAL_RANK`` under torchrun) when there is one, else the CPU.
     ``key`` (the config key or flag that gave ``name``) is named in errors."""

@@ -4,11 +4,12 @@ their colour keys (legends)."""
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from .runtime import warn
 
 IGNORE_COLOR = (0, 0, 0)
 
@@ -120,5 +121,5 @@ def with_legend(
         out.paste(key, (0, picture.height))
         return out
     except Exception as e:  # a picture without its key beats no picture
-        print(f"gcnseg: warning: could not draw the legend ({e})", file=sys.stderr)
+        warn(f"could not draw the legend ({e})")
         return picture

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..runtime import atomic_write_text
+from ..runtime import atomic_write_text, warn
 
 if TYPE_CHECKING:
     import numpy as np
@@ -122,7 +121,7 @@ class RunLog:
         try:
             self.tb.add_image(tag, picture, step, dataformats="HWC")
         except Exception as e:  # a picture must never lose a finished run
-            print(f"gcnseg: warning: could not add {tag} to TensorBoard ({e})", file=sys.stderr)
+            warn(f"could not add {tag} to TensorBoard ({e})")
 
     def _append(self, text: str) -> None:
         """Plain appends to train.log (the run folder has one writer); a log that cannot be
@@ -133,7 +132,7 @@ class RunLog:
             with open(self.text_path, "a") as f:
                 f.write(text.rstrip("\n") + "\n")
         except OSError as e:
-            print(f"gcnseg: warning: {self.text_path}: {e.strerror or e}; train.log is not written", file=sys.stderr)
+            warn(f"{self.text_path}: {e.strerror or e}; train.log is not written")
             self.text_path = None
 
     def close(self) -> None:

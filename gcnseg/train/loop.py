@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from ..config import Config
 from ..data.build import shared_images
 from ..errors import DataError, GcnsegError, Stopped
 from ..evaluate import evaluate, write_previews
-from ..runtime import any_process, atomic_write_text
+from ..runtime import any_process, atomic_write_text, warn
 from .log import format_summary, pct
 from .loss import segmentation_loss
 from .sampling import EpochSampler, SeededSamples
@@ -241,7 +240,7 @@ def _finish(run: Run, final: dict[str, Any]) -> dict[str, Any]:
             plot_curves(run.run_dir / "metrics.jsonl", run.run_dir / "curves.png")
             summary["curves"] = str(run.run_dir / "curves.png")
         except Exception as e:  # a picture must never lose a finished run
-            print(f"gcnseg: warning: could not draw curves ({e})", file=sys.stderr)
+            warn(f"could not draw curves ({e})")
         if run.cfg.train.previews:
             try:
                 summary["previews"] = str(
@@ -255,7 +254,7 @@ def _finish(run: Run, final: dict[str, Any]) -> dict[str, Any]:
                     )
                 )
             except Exception as e:  # a picture must never lose a finished run
-                print(f"gcnseg: warning: could not draw the previews ({e})", file=sys.stderr)
+                warn(f"could not draw the previews ({e})")
         run.log.line(format_summary(summary), echo=None)  # (gcnseg train prints it)
     return summary
 

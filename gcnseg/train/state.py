@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import random
 import shutil
-import sys
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from ..runtime import (
     resolve_compile,
     resolve_device,
     resolve_threads,
+    warn,
 )
 from .ema import WeightAverage
 from .log import RunLog
@@ -134,10 +134,9 @@ def _amp_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
 
 def _warn_emulated_bf16(amp_dtype: torch.dtype | None, device: torch.device) -> None:
     if amp_dtype == torch.bfloat16 and device.type == "cpu" and not native_bf16():
-        print(
-            f"gcnseg: warning: train.amp=bf16 on a CPU without native bf16 (AVX512-BF16 or AMX) is emulated, "
-            f"{EMULATED_BF16}; train.amp=auto trains in float32 here",
-            file=sys.stderr,
+        warn(
+            f"train.amp=bf16 on a CPU without native bf16 (AVX512-BF16 or AMX) is emulated, "
+            f"{EMULATED_BF16}; train.amp=auto trains in float32 here"
         )
 
 
@@ -151,8 +150,7 @@ def compile_step(cfg: Config, device: torch.device, steps: int) -> bool:
     if compiler_available(device):
         return True
     if cfg.train.compile is True:
-        print("gcnseg: warning: train.compile=true, but torch.compile has no compiler here; training uncompiled",
-              file=sys.stderr)  # fmt: skip
+        warn("train.compile=true, but torch.compile has no compiler here; training uncompiled")
     return False
 
 
