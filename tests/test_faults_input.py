@@ -543,6 +543,21 @@ def test_predict_tile_zero_is_a_usage_error(trained_run, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_list_flag_that_swallows_an_input_says_so(trained_run, tmp_path):
+    """``--scales 0.5 1 a.png``: the flag takes the image as a scale; the error says how to
+    end its values, and ``--`` does."""
+    save(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
+    args = ["predict", "--checkpoint", trained_run, "--out", tmp_path / "out"]
+    image = str(tmp_path / "a.png")
+    one_line(timed(*args, "--scales", "0.5", "1", image), f"got {image!r}: the flag takes every value after it; end its values with --", code=2)  # fmt: skip
+    one_line(timed(*args, "--scales", "0", image), "argument --scales: expected a positive number, got 0", code=2)
+    one_line(timed(*args, "--tile", "64", "x.png"), "argument --tile: expected a positive integer, got 'x.png': the flag", code=2)  # fmt: skip
+    assert not (tmp_path / "out").exists()
+    done = timed(*args, "--scales", "0.5", "1", "--", image)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "labels" / "a.png").is_file()
+
+
 @pytest.mark.parametrize("which", ["classes.txt", "train.txt"])
 def test_non_utf8_dataset_lists_are_one_line(tmp_path, which):
     root = tmp_path / "data"

@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn, TypeVar
+
+T = TypeVar("T")
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -48,6 +50,37 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """An ``argparse`` type: a finite number above 0 (a test scale)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def listed(kind: Callable[[str], T]) -> Callable[[str], T]:
+    """``kind`` for a flag of several values (``nargs="+"``), which takes every value after
+    it: a value that is no number at all (``--scales 0.5 1 photos/``) is said to be one."""
+
+    def parse(text: str) -> T:
+        try:
+            return kind(text)
+        except argparse.ArgumentTypeError as e:
+            try:
+                float(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"{e}: the flag takes every value after it; end its values with -- or give {text!r} before it"
+                ) from None
+            raise
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 def add_checkpoint(p: argparse.ArgumentParser) -> None:
@@ -154,7 +187,11 @@ def add_limit(p: argparse.ArgumentParser, what: str = "images") -> None:
 
 def add_tile(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--tile", type=positive_int, nargs="+", metavar="SIZE", help="eval.tile: sliding-window tile, SIZE or H W"
+        "--tile",
+        type=listed(positive_int),
+        nargs="+",
+        metavar="SIZE",
+        help="eval.tile: sliding-window tile, SIZE or H W",
     )
 
 

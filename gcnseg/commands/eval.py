@@ -17,6 +17,8 @@ from .args import (
     check_json,
     human,
     inference_network,
+    listed,
+    positive_float,
     tile_value,
     write_json,
 )
@@ -26,7 +28,7 @@ from .data import add_dataset
 def add_test_time(p: argparse.ArgumentParser) -> None:
     """The flags of the test-time methods, shorthands for ``eval.*`` overrides."""
     p.add_argument("--ms", action="store_true", help="eval.scales=[0.5, ..., 1.75]: multi-scale testing (Table 7)")
-    p.add_argument("--scales", type=float, nargs="+", help="eval.scales: explicit test scales")
+    p.add_argument("--scales", type=listed(positive_float), nargs="+", help="eval.scales: explicit test scales")
     p.add_argument("--flip", action="store_true", help="eval.flip=true: average with the horizontally flipped image")
     p.add_argument(
         "--crf", action="store_true", help="eval.crf=true: dense CRF post-processing (pip install 'gcnseg[crf]')"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_config, add_json, add_overrides, check_json, human, positive_int, write_json
+from .args import add_config, add_json, add_overrides, check_json, human, listed, positive_int, write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -12,7 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # shorthands for model.* overrides
     p.add_argument("--backbone", help="model.backbone: resnet18..resnet152, resnet50_gcn or timm/NAME")
     p.add_argument("--head", help="model.head: gcn, conv1x1, convkxk or stack")
-    p.add_argument("--k", type=positive_int, nargs="+", help="model.k: kernel size, one or four (res-2..res-5)")
+    p.add_argument("--k", type=listed(positive_int), nargs="+", help="model.k: kernel size, one or four (res-2..res-5)")
     p.add_argument("--m", type=positive_int, help="model.m: intermediate width of 'stack' heads")
     p.add_argument("--no-br", action="store_true", help="model.br=false: without Boundary Refinement (Table 1)")
     p.add_argument("--upsample", help="model.upsample: deconv or bilinear")
@@ -20,7 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--num-classes", type=positive_int, help="classes of the score maps (default: the config's dataset's, else 21)"
     )
     p.add_argument(
-        "--size", type=positive_int, nargs="+", default=[512], help="input size: S or H W (at most 16384 a side)"
+        "--size",
+        type=listed(positive_int),
+        nargs="+",
+        default=[512],
+        help="input size: S or H W (at most 16384 a side)",
     )
     add_json(p, "the counts")
     add_overrides(p, "model.k=[15,15,11,7]")
