@@ -56,6 +56,7 @@ def gcnseg(*args: str, torchrun: bool = False) -> str:
 
 
 def check_cuda_equals_cpu() -> None:
+    from gcnseg.metrics import label_agreement
     from gcnseg.models import GCNSeg
     from gcnseg.optimize import optimize_for_inference
 
@@ -72,8 +73,8 @@ def check_cuda_equals_cpu() -> None:
         opt = optimize_for_inference(gpu_model)
         gpu_opt = opt(x.cuda()).cpu()
     diff = (cpu - gpu).abs().max().item()
-    agree = (cpu.argmax(1) == gpu.argmax(1)).float().mean().item()
-    agree_opt = (cpu.argmax(1) == gpu_opt.argmax(1)).float().mean().item()
+    agree = label_agreement([(gpu.argmax(1), cpu.argmax(1))])
+    agree_opt = label_agreement([(gpu_opt.argmax(1), cpu.argmax(1))])
     print(
         f"CUDA vs CPU, fp32: max |diff| {diff:.2e} (scores up to {cpu.abs().max().item():.2f}), "
         f"argmax agreement {100 * agree:.3f}%, optimised path ({opt.backbone_dtype}) {100 * agree_opt:.3f}%"
@@ -197,6 +198,7 @@ def profile_training_step(size: int, batch: int, out: Path) -> None:
 def check_compiled(size: int, batch: int, rounds: int, device: str = "cuda") -> dict[str, float]:
     """Issue 23 on a GPU: compiled inference (1024x2048, or ``size`` x 2``size``) and the
     compiled bf16 training step, against eager in the same process."""
+    from gcnseg.metrics import label_agreement
     from gcnseg.models import GCNSeg
     from gcnseg.optimize import inference_model
     from gcnseg.train import segmentation_loss
@@ -216,7 +218,7 @@ def check_compiled(size: int, batch: int, rounds: int, device: str = "cuda") -> 
     compiled = inference_model(model, precision="fp32", compile="on", notify=print)
     x = torch.randn(1, 3, size, 2 * size, device=device)
     with torch.inference_mode():
-        agree = float((compiled(x).argmax(1) == model(x).argmax(1)).float().mean())
+        agree = label_agreement([(compiled(x).argmax(1), model(x).argmax(1))])
         eager_s, compiled_s = timed(lambda: model(x), rounds), timed(lambda: compiled(x), rounds)
     assert agree >= 0.99, f"compiled inference agrees on {agree:.4f} of the pixels"
     net = GCNSeg(21, "resnet50").train().to(device)
