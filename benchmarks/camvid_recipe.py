@@ -3,11 +3,14 @@ trained on two training sequences and scored, at its last step, on the third (un
 and on the official val, each without and with flip at test time.
 
     python benchmarks/camvid_recipe.py --camvid CAMVID --out runs/recipe [--only SLUG ...] \
-        [--seed 0] [--threads 1] [--amp auto]
+        [--seed 0] [--threads 1] [--amp auto] [--unseen 0006R0]
 
-Runs resume (and finished ones are skipped), so the search may span sessions. Writes
-benchmarks/results/camvid_recipe/seedN-SLUG.json (the scores, with the instruction set the
-run trained on and its time) and table.md (every candidate done so far).
+``--unseen`` is the training sequence left out (0006R0, 0001TP or 0016E5; the other two
+train). Runs resume, and finished ones already scored are not scored again, so the
+search may span sessions. Writes benchmarks/results/camvid_recipe/seedN-SLUG.json
+(``seedN-SLUG-unseen-SEQ.json`` for another left-out sequence than 0006R0: the scores,
+with the instruction set the run trained on and its time) and table.md (every
+candidate done so far).
 """
 
 from __future__ import annotations
@@ -28,7 +31,12 @@ from gcnseg.runtime import atomic_write_text
 HERE = Path(__file__).resolve().parent
 TABLE = HERE / "camvid_recipe_table.yaml"
 RESULTS = HERE / "results" / "camvid_recipe"  # (--results)
-UNSEEN, VAL = "train:0006R0", "val"
+SEQUENCES = ("0016E5", "0001TP", "0006R0")  # CamVid's training sequences (val: 0016E5)
+UNSEEN, VAL = "0006R0", "val"  # the table file's left-out sequence, and the official val
+
+
+def result_name(seed: int, slug: str, unseen: str) -> str:
+    return f"seed{seed}-{slug}" + ("" if unseen == UNSEEN else f"-unseen-{unseen}") + ".json"
 
 
 def score(run_dir: Path, split: str, flip: bool) -> dict:
@@ -48,18 +56,22 @@ def row(result: dict) -> str:
     minutes = result["train_seconds"] / 60
     changes = ", ".join(f"`{k}={v}`" for k, v in result["set"].items()) or "the shipped recipe"
     where = f"{result['threads']} thread{'s' * (result['threads'] > 1)}, {result['isa']}, {result['amp']}"
-    return f"| {result['name']} | {result['seed']} | {' | '.join(cells)} | {minutes:.0f} min ({where}) | {changes} |"
+    unseen = result.get("unseen", UNSEEN)
+    return (
+        f"| {result['name']} | {result['seed']} | {unseen} | {' | '.join(cells)} | {minutes:.0f} min ({where}) "
+        f"| {changes} |"
+    )
 
 
 def write_table(order: list[str], results: Path) -> Path:
     """table.md: every candidate with results (every seed), in the table file's order."""
     rows = []
     for slug in order:
-        for path in sorted(results.glob(f"seed*-{slug}.json")):
+        for path in sorted(results.glob(f"seed*-{slug}.json")) + sorted(results.glob(f"seed*-{slug}-unseen-*.json")):
             rows.append(row(json.loads(path.read_text())))
     head = (
-        "| candidate | seed | unseen 0006R0 | + flip | val | + flip | training | changes |\n"
-        "|---|---:|---:|---:|---:|---:|---|---|\n"
+        "| candidate | seed | unseen sequence | its mIoU | + flip | val | + flip | training | changes |\n"
+        "|---|---:|---|---:|---:|---:|---:|---|---|\n"
     )
     out = results / "table.md"
     atomic_write_text(out, head + "\n".join(rows) + "\n")
@@ -75,6 +87,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--amp", default="auto", help="train.amp of every run (keep one per search)")
+    ap.add_argument("--unseen", default=UNSEEN, choices=SEQUENCES, help="the training sequence left out")
+    ap.add_argument("--set", nargs="*", default=[], help="more overrides of every run (a dry run: train.epochs=null ...)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     table = load_table(TABLE)
@@ -84,6 +98,9 @@ def main() -> None:
         f"train.amp={args.amp}",
         "train.max_minutes=null",
         "train.previews=0",
+        "data.train_split=train:" + ",".join(s for s in SEQUENCES if s != args.unseen),
+        f"data.val_split=train:{args.unseen}",
+        *args.set,
     ]
     configs = network_configs(table, Path(args.out), overrides=overrides, seed=args.seed)
     slugs = [n.slug for n in table.networks]
@@ -95,11 +112,15 @@ def main() -> None:
         if args.only and net.slug not in args.only:
             continue
         print(f"{net.name} -> {cfg.out_dir}", flush=True)
-        _, summary = run_network(cfg, show_progress=False)
+        status, summary = run_network(cfg, show_progress=False)
+        saved = args.results / result_name(args.seed, net.slug, args.unseen)
+        if status == "done" and saved.is_file() and json.loads(saved.read_text())["steps"] == summary["steps"]:
+            print(row(json.loads(saved.read_text())), "(scored before)", flush=True)
+            continue
         run_dir = Path(cfg.out_dir)
         scores = {
-            "unseen": score(run_dir, UNSEEN, False),
-            "unseen_flip": score(run_dir, UNSEEN, True),
+            "unseen": score(run_dir, f"train:{args.unseen}", False),
+            "unseen_flip": score(run_dir, f"train:{args.unseen}", True),
             "val": score(run_dir, VAL, False),
             "val_flip": score(run_dir, VAL, True),
         }
@@ -108,6 +129,7 @@ def main() -> None:
             "slug": net.slug,
             "set": net.set,
             "seed": args.seed,
+            "unseen": args.unseen,
             "steps": summary["steps"],
             "train_seconds": summary["train_seconds"],
             "isa": summary["runtime"]["cpu"],
@@ -118,7 +140,7 @@ def main() -> None:
                 k: {m: v[m] for m in ("miou", "boundary_acc", "internal_acc", "iou")} for k, v in scores.items()
             },
         }
-        atomic_write_text(args.results / f"seed{args.seed}-{net.slug}.json", json.dumps(result, indent=2))
+        atomic_write_text(saved, json.dumps(result, indent=2))
         print(row(result), flush=True)
         print(write_table(slugs, args.results), flush=True)  # after each candidate: a search may stop any time
 
