@@ -49,9 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.out.exists():
         raise SystemExit(f"camvid_jpeg: {args.out}: exists; give a new folder")
+    partial = args.out.with_name(args.out.name + ".partial")  # renamed when whole: no half copy under OUT
+    shutil.rmtree(partial, ignore_errors=True)
     for split in SPLITS:
-        n = copy_split(args.camvid, args.out, split, args.quality)
+        n = copy_split(args.camvid, partial, split, args.quality)
         print(f"{split}: {n} pairs")
+    partial.rename(args.out)
     size = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
     print(f"{args.out}: {size / 2**20:.1f} MiB")
     return 0

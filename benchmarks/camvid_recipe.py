@@ -88,7 +88,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--amp", default="auto", help="train.amp of every run (keep one per search)")
     ap.add_argument("--unseen", default=UNSEEN, choices=SEQUENCES, help="the training sequence left out")
-    ap.add_argument("--set", nargs="*", default=[], help="more overrides of every run (a dry run: train.epochs=null ...)")
+    ap.add_argument(
+        "--set", nargs="*", default=[], help="more overrides of every run (a dry run: data.crop_size=[64,64] ...)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     table = load_table(TABLE)
