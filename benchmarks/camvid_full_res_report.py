@@ -60,23 +60,17 @@ def spread(values: list[float | None], extremes: bool = True) -> str:
     return f"{mean:.2f}" if len(v) == 1 or not extremes else f"{mean:.2f} ({min(v):.2f}-{max(v):.2f})"
 
 
-def report(runs: dict[str, dict[int, dict]]) -> str:
-    lines = ["| network | seeds | mIoU | boundary acc. | internal acc. |", "|---|---:|---:|---:|---:|"]
-    for slug, name in ORDER.items():
-        seeds = runs.get(slug, {})
-        if seeds:
-            cells = [spread([f[k] for f in seeds.values()]) for k in METRICS]
-            marked = [f"{s}*" if seeds[s].get("from_summary") else str(s) for s in sorted(seeds)]
-            lines.append(f"| {name} | {', '.join(marked)} | {' | '.join(cells)} |")
-    if any(f.get("from_summary") for seeds in runs.values() for f in seeds.values()):
-        lines += ["", "*: the run's own validation (bf16 autocast), not yet scored in float32."]
-    lines += ["", "Paired with the 1x1 baseline of the same seed (points, mIoU / boundary / internal):", ""]
-    lines += ["| network | " + " | ".join(f"seed {s}" for s in sorted(runs.get("baseline", {}))) + " | mean |"]
-    lines += ["|---|" + "---:|" * (len(runs.get("baseline", {})) + 1)]
-    base = runs.get("baseline", {})
-    unpaired = sorted({f"{ORDER[s]} seed {seed}" for s in runs for seed in runs[s] if seed not in base})
-    for slug, name in ORDER.items():
-        if slug == "baseline" or slug not in runs:
+def paired(runs: dict[str, dict[int, dict]], reference: str, slugs: list[str]) -> list[str]:
+    """Markdown lines: each network of ``slugs`` minus ``reference`` of the same seed, per
+    seed and their mean (points, mIoU / boundary / internal)."""
+    base = runs.get(reference, {})
+    name = ("the " if reference == "baseline" else "") + ORDER[reference]
+    lines = ["", f"Paired with {name} of the same seed (points, mIoU / boundary / internal):", ""]
+    lines += ["| network | " + " | ".join(f"seed {s}" for s in sorted(base)) + " | mean |"]
+    lines += ["|---|" + "---:|" * (len(base) + 1)]
+    unpaired = sorted({f"{ORDER[s]} seed {seed}" for s in slugs if s in runs for seed in runs[s] if seed not in base})
+    for slug in slugs:
+        if slug not in runs:
             continue
         cells, diffs = [], []
         for seed in sorted(base):
@@ -88,9 +82,24 @@ def report(runs: dict[str, dict[int, dict]]) -> str:
             diffs.append(d)
             cells.append(" / ".join(f"{x:+.2f}" for x in d))
         mean = " / ".join(f"{sum(c) / len(diffs):+.2f}" for c in zip(*diffs)) if diffs else ""
-        lines.append(f"| {name} | {' | '.join(cells)} | {mean} |")
+        lines.append(f"| {ORDER[slug]} | {' | '.join(cells)} | {mean} |")
     if unpaired:
-        lines += ["", f"Not paired (no baseline of that seed yet): {', '.join(unpaired)}."]
+        lines += ["", f"Not paired (no {name} of that seed yet): {', '.join(unpaired)}."]
+    return lines
+
+
+def report(runs: dict[str, dict[int, dict]]) -> str:
+    lines = ["| network | seeds | mIoU | boundary acc. | internal acc. |", "|---|---:|---:|---:|---:|"]
+    for slug, name in ORDER.items():
+        seeds = runs.get(slug, {})
+        if seeds:
+            cells = [spread([f[k] for f in seeds.values()]) for k in METRICS]
+            marked = [f"{s}*" if seeds[s].get("from_summary") else str(s) for s in sorted(seeds)]
+            lines.append(f"| {name} | {', '.join(marked)} | {' | '.join(cells)} |")
+    if any(f.get("from_summary") for seeds in runs.values() for f in seeds.values()):
+        lines += ["", "*: the run's own validation (bf16 autocast), not yet scored in float32."]
+    lines += paired(runs, "baseline", [s for s in ORDER if s != "baseline"])
+    lines += paired(runs, "gcn-k-15", ["gcn-k-15-br"])  # Table 5's question: does BR help the boundary?
     lines += ["", "Per class, IoU % (mean over seeds):", ""]
     lines += ["| class | " + " | ".join(ORDER[s] for s in ORDER if s in runs) + " |"]
     lines += ["|---|" + "---:|" * sum(s in runs for s in ORDER)]
