@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from fakes import make_folder, save
 from PIL import Image
 from safetensors.torch import load_file
@@ -109,6 +110,19 @@ def tiny_run(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_copy(tiny_run, tmp_path) -> Path:
     return Path(shutil.copytree(tiny_run, tmp_path / "tiny"))
+
+
+def test_train_takes_its_run_folder_and_data_root_as_flags(tiny_copy, tmp_path):
+    """``--out`` and ``--root`` are ``out_dir=`` and ``data.root=``: a missing root is one
+    line naming it, before any folder is made; ``--out`` with ``--resume`` is refused."""
+    missing = tmp_path / "no-camvid"
+    one_line(inproc("train", "--config", "camvid_lite0", "--root", missing, "--out", tmp_path / "run"), f"{missing}: not found")  # fmt: skip
+    assert not (tmp_path / "run").exists()
+    one_line(inproc("train", "--resume", tiny_copy, "--out", tmp_path / "run"), "--out is for a new run")
+    assert not (tmp_path / "run").exists()
+    done = inproc("train", *TINY, "train.iterations=1", "--out", tmp_path / "run", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["out_dir"] == str(tmp_path / "run")
 
 
 # 1. silent corruption -----------------------------------------------------------------
