@@ -1,7 +1,7 @@
 """Issue 24's full-resolution Tables 1 and 5 over seeds, from the runs' summaries: per
 network the mean and spread (min-max) of mIoU, boundary and internal accuracy; per seed
-the difference of each network to the 1x1 baseline of the same seed; per class the mean
-IoU.
+the difference of each network to the 1x1 baseline of the same seed, and of GCN k=15 +
+BR to GCN k=15 (Table 5's question); per class the mean IoU.
 
     python benchmarks/camvid_full_res_report.py [RESULTS]   # default: benchmarks/results/camvid_full_res
 
@@ -64,6 +64,8 @@ def paired(runs: dict[str, dict[int, dict]], reference: str, slugs: list[str]) -
     """Markdown lines: each network of ``slugs`` minus ``reference`` of the same seed, per
     seed and their mean (points, mIoU / boundary / internal)."""
     base = runs.get(reference, {})
+    if not base or not any(s in runs for s in slugs):
+        return []
     name = ("the " if reference == "baseline" else "") + ORDER[reference]
     lines = ["", f"Paired with {name} of the same seed (points, mIoU / boundary / internal):", ""]
     lines += ["| network | " + " | ".join(f"seed {s}" for s in sorted(base)) + " | mean |"]

@@ -5,12 +5,12 @@ and on the official val, each without and with flip at test time.
     python benchmarks/camvid_recipe.py --camvid CAMVID --out runs/recipe [--only SLUG ...] \
         [--seed 0] [--threads 1] [--amp auto] [--unseen 0006R0]
 
-``--unseen`` is the training sequence left out (0006R0, 0001TP or 0016E5; the other two
-train). Runs resume, and finished ones already scored are not scored again, so the
-search may span sessions. Writes benchmarks/results/camvid_recipe/seedN-SLUG.json
-(``seedN-SLUG-unseen-SEQ.json`` for another left-out sequence than 0006R0: the scores,
-with the instruction set the run trained on and its time) and table.md (every
-candidate done so far).
+``--unseen`` is the training sequence left out (0006R0 or 0001TP; the other two train;
+val is all 0016E5, which always trains). Runs resume, and finished ones already scored
+are not scored again, so the search may span sessions. Writes one JSON per candidate
+and seed into benchmarks/results/camvid_recipe/: the scores, with the instruction set
+the run trained on and its time, named seedN-SLUG.json (seedN-SLUG-unseen-SEQ.json where
+another sequence than 0006R0 is left out); and table.md, every candidate done so far.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from gcnseg.runtime import atomic_write_text
 HERE = Path(__file__).resolve().parent
 TABLE = HERE / "camvid_recipe_table.yaml"
 RESULTS = HERE / "results" / "camvid_recipe"  # (--results)
-SEQUENCES = ("0016E5", "0001TP", "0006R0")  # CamVid's training sequences (val: 0016E5)
+SEQUENCES = ("0016E5", "0001TP", "0006R0")  # CamVid's training sequences (val: 0016E5's frames)
 UNSEEN, VAL = "0006R0", "val"  # the table file's left-out sequence, and the official val
 
 
@@ -54,7 +54,8 @@ def row(result: dict) -> str:
     s = result["scores"]
     cells = [f"{100 * s[k]['miou']:.2f}" for k in ("unseen", "unseen_flip", "val", "val_flip")]
     minutes = result["train_seconds"] / 60
-    changes = ", ".join(f"`{k}={v}`" for k, v in result["set"].items()) or "the shipped recipe"
+    changes = ", ".join([f"`{k}={v}`" for k, v in result["set"].items()] + [f"`{x}`" for x in result.get("extra", [])])
+    changes = changes or "the shipped recipe"
     where = f"{result['threads']} thread{'s' * (result['threads'] > 1)}, {result['isa']}, {result['amp']}"
     unseen = result.get("unseen", UNSEEN)
     return (
@@ -87,11 +88,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--amp", default="auto", help="train.amp of every run (keep one per search)")
-    ap.add_argument("--unseen", default=UNSEEN, choices=SEQUENCES, help="the training sequence left out")
+    ap.add_argument("--unseen", default=UNSEEN, choices=SEQUENCES[1:], help="the training sequence left out")
     ap.add_argument(
         "--set", nargs="*", default=[], help="more overrides of every run (a dry run: data.crop_size=[64,64] ...)"
     )
     args = ap.parse_args()
+    if args.set and args.results == RESULTS:
+        sys.exit("--set changes the recipe of every run: give --results DIR, not the search's own results")
     torch.set_num_threads(args.threads)
     table = load_table(TABLE)
     overrides = [
@@ -132,6 +135,7 @@ def main() -> None:
             "set": net.set,
             "seed": args.seed,
             "unseen": args.unseen,
+            "extra": args.set,
             "steps": summary["steps"],
             "train_seconds": summary["train_seconds"],
             "isa": summary["runtime"]["cpu"],

@@ -1,6 +1,6 @@
 """Tables 1 and 5 whole at CamVid's full resolution on a lent GPU, in one call (issue 24).
 
-    python benchmarks/gpu_tables.py CAMVID OUT [--seeds 0 1 2] [--parallel 6] [--budget-s 540]
+    python benchmarks/gpu_tables.py CAMVID OUT [--seeds 0 1 2] [--parallel 6] [--budget-s 480]
 
 Every network of Table 1 (the 1x1 baseline, GCN k = 3..15) and Table 5 (GCN k=15 + BR) on
 the ImageNet EfficientNet-Lite0 with the shipped recipe's whole schedule
@@ -15,8 +15,10 @@ CAMVID is best the JPEG copy of ``benchmarks/camvid_jpeg.py`` (the device tool c
 most 64 MiB; docs/ablations.md measures that the copy scores like the PNGs). Each finished
 run's config, metrics, summary and float32 ``gcnseg eval`` go to
 ``OUT/camvid_full_res_gpu/seedS-SLUG/`` (the layout of benchmarks/camvid_full_res_report.py,
-whose table is written to ``OUT/report.md``); the run folders themselves stay outside OUT
-(``--runs``). The script exits non-zero where there is no CUDA device or any run failed.
+whose table is rewritten to ``OUT/report.md`` after each run, as are the logs: a call
+killed at the device's limit keeps what finished); the run folders themselves stay
+outside OUT (``--runs``). The script exits non-zero where there is no CUDA device or any
+run or its scoring failed.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ sys.path.insert(0, str(HERE))
 from camvid_full_res_report import read, report  # noqa: E402
 
 from gcnseg.ablate.tables import slugify  # noqa: E402
+from gcnseg.commands.args import positive_int  # noqa: E402
+from gcnseg.runtime import atomic_write_text  # noqa: E402
 
 TABLE = HERE / "camvid_full_res_table.yaml"
 FIRST = ("Baseline", "GCN k=15", "GCN k=15 + BR", "GCN k=5")  # the CPU table's networks
@@ -75,12 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("camvid", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--parallel", type=int, default=6, help="runs at a time on the GPU")
-    p.add_argument("--budget-s", type=float, default=540, help="stop what still trains after this long")
+    p.add_argument("--parallel", type=positive_int, default=6, help="runs at a time on the GPU")
+    p.add_argument("--budget-s", type=float, default=480, help="stop what still trains after this long")
     p.add_argument("--runs", type=Path, default=Path("/tmp/gpu_tables_runs"), help="the run folders")
     p.add_argument("--device", default="cuda", help="cuda (cpu: a dry run of the plumbing, with --set)")
     p.add_argument("--set", nargs="*", default=[], help="extra overrides for every run (dry runs)")
     args = p.parse_args(argv)
+    args.seeds = list(dict.fromkeys(args.seeds))  # a seed given twice: one run folder each
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_tables: no CUDA device", file=sys.stderr)
         return 1
@@ -91,9 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     log = (args.out / "gpu_tables.log").open("a")
     workers = max(1, ((os.cpu_count() or 2) - args.parallel) // args.parallel)
     jobs = [(net, seed) for net in networks() for seed in args.seeds]
-    jobs.sort(key=lambda j: (j[0]["name"] not in FIRST, args.seeds.index(j[1])))  # the four over all seeds first
+    jobs.sort(key=lambda j: (j[0]["name"] not in FIRST, args.seeds.index(j[1])))  # the four, seed by seed, first
     running: dict[subprocess.Popen, tuple[str, int, Path]] = {}
     failed = 0
+
+    def write_outputs() -> None:
+        atomic_write_text(args.out / "report.md", report(read(results)) + "\n")
+        (args.out / "logs").mkdir(exist_ok=True)
+        for run_log in args.runs.glob("seed*.log"):
+            shutil.copyfile(run_log, args.out / "logs" / run_log.name)
 
     def collect(proc: subprocess.Popen, slug: str, seed: int, out: Path) -> None:
         nonlocal failed
@@ -106,15 +117,21 @@ def main(argv: list[str] | None = None) -> int:
         dest.mkdir(exist_ok=True)
         for name in KEPT:
             shutil.copyfile(run / name, dest / name)
+        left = max(30.0, args.budget_s + 60 - (time.monotonic() - start))  # a hung eval: never the whole call
         with open(f"{out}.log", "a") as run_log:
-            scored = subprocess.run(
-                gcnseg("eval", "--checkpoint", str(run / "last.json"), "--eager", "--no-progress",
-                       "--device", args.device, "--json", str(dest / "eval.json")),
-                stdout=run_log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        print(f"seed {seed} {slug}: done at {time.monotonic() - start:.0f} s (eval exit {scored.returncode})",
-              file=log, flush=True)  # fmt: skip
+            try:
+                code = subprocess.run(
+                    gcnseg("eval", "--checkpoint", str(run / "last.json"), "--eager", "--no-progress",
+                           "--device", args.device, "--json", str(dest / "eval.json")),
+                    stdout=run_log, stderr=subprocess.STDOUT, timeout=left,
+                ).returncode  # fmt: skip
+            except subprocess.TimeoutExpired:
+                code = -1
+        failed += code != 0
+        print(f"seed {seed} {slug}: done at {time.monotonic() - start:.0f} s (eval exit {code})", file=log, flush=True)
+        write_outputs()
 
+    stopped: list[tuple[str, int, Path]] = []
     while jobs or running:
         while jobs and len(running) < args.parallel and time.monotonic() - start < args.budget_s:
             net, seed = jobs.pop(0)
@@ -132,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         for proc in [q for q in running if q.poll() is not None]:
             collect(proc, *running.pop(proc))
         if time.monotonic() - start >= args.budget_s:
+            stopped = list(running.values())
             for proc, (slug, seed, _) in running.items():
                 proc.send_signal(signal.SIGTERM)
                 print(f"seed {seed} {slug}: stopped by the budget", file=log, flush=True)
@@ -139,11 +157,11 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait()
             break
         time.sleep(2)
-    (args.out / "report.md").write_text(report(read(results)) + "\n")
-    (args.out / "logs").mkdir(exist_ok=True)
-    for run_log in args.runs.glob("seed*.log"):
-        shutil.copyfile(run_log, args.out / "logs" / run_log.name)
-    print(f"{len(list(results.glob('seed*-*/eval.json')))} runs scored, {failed} failed", file=log, flush=True)
+    write_outputs()
+    scored = len(list(results.glob("seed*-*/eval.json")))
+    line = f"{scored} runs scored, {failed} failed, {len(stopped)} stopped by the budget, {len(jobs)} not started"
+    print(line, file=log, flush=True)
+    print(line)
     return 1 if failed else 0
 
 

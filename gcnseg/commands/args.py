@@ -8,6 +8,7 @@ Nothing here imports torch: ``gcnseg --help`` builds every command's parser.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -65,8 +66,10 @@ def positive_float(text: str) -> float:
 
 def listed(kind: Callable[[str], T]) -> Callable[[str], T]:
     """``kind`` for a flag of several values (``nargs="+"``), which takes every value after
-    it: a value that is no number at all (``--scales 0.5 1 photos/``) is said to be one."""
+    it: where a value is no number at all (``--scales 0.5 1 photos/``), the error says the
+    flag took it and how to end its values (``--``)."""
 
+    @functools.wraps(kind)
     def parse(text: str) -> T:
         try:
             return kind(text)
@@ -79,7 +82,6 @@ def listed(kind: Callable[[str], T]) -> Callable[[str], T]:
                 ) from None
             raise
 
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
 
 

@@ -1,5 +1,5 @@
-"""``gcnseg train --config NAME|FILE [--root DIR] [--out DIR] [KEY=VALUE ...]`` and
-``gcnseg train --resume RUN_DIR``."""
+"""``gcnseg train --config NAME|FILE [--dataset NAME] [--root DIR] [--out DIR] [KEY=VALUE ...]``
+and ``gcnseg train --resume RUN_DIR``."""
 
 from __future__ import annotations
 
@@ -42,10 +42,14 @@ def run(args: argparse.Namespace) -> int:
             load_config(saved), args.overrides, {**values, "out_dir": str(run_dir)}, source=f"{saved} + overrides"
         )
     else:
-        if not args.config and not args.overrides:
-            raise GcnsegError("give --config NAME|FILE (gcnseg configs lists the recipes) or KEY=VALUE overrides")
-        cfg = load_config(args.config, args.overrides)
-        cfg = apply_overrides(cfg, values=values | given({"out_dir": args.out}), source="--dataset, --root, --out")
+        values |= given({"out_dir": args.out})
+        if not args.config and not args.overrides and not values:
+            raise GcnsegError(
+                "give --config NAME|FILE (gcnseg configs lists the recipes), or flags or KEY=VALUE overrides"
+            )
+        cfg = load_config(args.config, args.overrides)  # errors name the recipe's file
+        flags = ", ".join(f"--{k.split('.')[-1].replace('_dir', '')}" for k in values)
+        cfg = apply_overrides(cfg, values=values, source=flags)
         reads: list[str | Path] = [*dataset_roots(cfg.data), *([config_path(args.config)] if args.config else [])]
         check_output(cfg.out_dir, "out_dir", folder=True, inputs=reads)
     try:
