@@ -48,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
                 "give --config NAME|FILE (gcnseg configs lists the recipes), or flags or KEY=VALUE overrides"
             )
         cfg = load_config(args.config, args.overrides)  # errors name the recipe's file
-        flags = ", ".join(f"--{k.split('.')[-1].replace('_dir', '')}" for k in values)
-        cfg = apply_overrides(cfg, values=values, source=flags)
+        cfg = apply_overrides(cfg, values=values, source="--dataset, --root, --out")
         reads: list[str | Path] = [*dataset_roots(cfg.data), *([config_path(args.config)] if args.config else [])]
         check_output(cfg.out_dir, "out_dir", folder=True, inputs=reads)
     try:
