@@ -209,3 +209,17 @@ def test_bad_tables_and_overrides(tmp_path, capsys):
     assert main(["ablate", "--table-file", str(tmp_path / "none.yaml"), "--out", out]) == 2
     assert "none.yaml: table file not found" in capsys.readouterr().err
     assert not Path(out).exists()
+
+
+def test_dataset_and_root_flags(tmp_path, capsys):
+    """--dataset and --root stand for data.dataset and data.root of every network; a root is
+    taken as typed (here one that YAML would read as a mapping)."""
+    (tmp_path / "base.yaml").write_text(BASE)
+    table = tmp_path / "t.yaml"
+    table.write_text(TABLE)
+    root = tmp_path / "camvid: 1"
+    cmd = ["ablate", "--table-file", str(table), "--out", str(tmp_path / "o"), "--no-progress"]
+    assert main([*cmd, "--dataset", "camvid", "--root", str(root), "data.options={}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(root) in err and "camvid" in err
+    assert not (tmp_path / "o" / "baseline" / "summary.json").exists()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 
 from .args import add_config, add_overrides, add_progress
+from .data import add_dataset
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--table-file", metavar="PATH", help="a table file of one's own (format: gcnseg/ablate/tables.py)"
     )
     add_config(p, "the base config (dataset, backbone, schedule) replacing the table's base")
+    add_dataset(p)
     p.add_argument("--budget", help="per network: iterations (300, 300it) or wall-clock time (90s, 20m, 1.5h)")
     p.add_argument("--seed", type=int, help="train.seed of every network (default: the config's)")
     p.add_argument("--out", required=True, metavar="DIR", help="one run folder per network, and the table")
@@ -35,6 +38,8 @@ def command_line(args: argparse.Namespace) -> str:
     parts += ["--table", str(args.table)] if args.table is not None else ["--table-file", args.table_file]
     for flag, value in (
         ("--config", args.config),
+        ("--dataset", args.dataset),
+        ("--root", args.root),
         ("--budget", args.budget),
         ("--seed", args.seed),
         ("--out", args.out),
@@ -42,6 +47,13 @@ def command_line(args: argparse.Namespace) -> str:
         if value is not None:
             parts += [flag, str(value)]
     return shlex.join(parts + list(args.overrides))
+
+
+def dataset_overrides(args: argparse.Namespace) -> list[str]:
+    """``--dataset`` and ``--root`` as the ``data.`` overrides they stand for (quoted: a
+    path is taken as typed, never as a YAML number or null)."""
+    flags = {"data.dataset": args.dataset, "data.root": args.root}
+    return [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         table,
         args.out,
         args.config,
-        args.overrides,
+        dataset_overrides(args) + list(args.overrides),
         args.seed,
         args.budget,
         show_progress=not args.no_progress,
