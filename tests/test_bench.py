@@ -127,10 +127,12 @@ def test_paths_rows_name_their_path_and_agreement(tmp_path, monkeypatch, capsys)
     from fakes import street_camvid
 
     import gcnseg.bench.paths
+    import gcnseg.int8
     from gcnseg.commands import main
 
     monkeypatch.setattr(torch, "compile", lambda module, **kw: module)
     monkeypatch.setattr(gcnseg.bench.paths, "TRAIN_CROPS", (2, 64, 96))
+    monkeypatch.setattr(gcnseg.int8, "MAX_FLOAT_STAGES", 1)  # the guarded row: at most three tries here
     monkeypatch.setenv("GCNSEG_CACHE", str(tmp_path / "cache"))
     root = street_camvid(tmp_path / "street")
     out = tmp_path / "bench.json"

@@ -103,6 +103,7 @@ def test_int8_below_target_runs_float32(shipped, tmp_path, monkeypatch):
     import gcnseg.int8
 
     monkeypatch.setattr(gcnseg.int8, "AGREEMENT_TARGET", 1.01)  # out of reach
+    monkeypatch.setattr(gcnseg.int8, "MAX_FLOAT_STAGES", 0)  # two tries (none, the decoder) are enough to refuse
     model, _, (cal, check) = shipped
     said: list[str] = []
     q = Int8Model(model, cal, check, notify=said.append, cache=tmp_path)
@@ -193,7 +194,10 @@ def test_export_int8_writes_one_described_file(shipped, tmp_path, capsys):
     assert (labels == ref).mean() >= 0.9
 
 
-def test_export_int8_below_the_bar_writes_nothing(shipped, tmp_path, capsys):
+def test_export_int8_below_the_bar_writes_nothing(shipped, tmp_path, capsys, monkeypatch):
+    import gcnseg.int8
+
+    monkeypatch.setattr(gcnseg.int8, "MAX_FLOAT_STAGES", 0)  # two tries (none, the decoder) are enough to refuse
     _, cfg, _ = shipped
     out = tmp_path / "never.onnx"
     args = ["export", "--model", "camvid-gcn-lite0", "--precision", "int8", "--size", "96", "128"]
