@@ -11,7 +11,7 @@ from .args import add_checkpoint, add_int8_agreement, add_overrides, positive_in
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_checkpoint(p)
-    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="the file's kind")
     p.add_argument(
         "--out",
         help="output file (default: beside the checkpoint, model.onnx / model.pt; NAME.onnx for --model NAME; "
