@@ -219,7 +219,7 @@ def test_dataset_and_root_flags(tmp_path, capsys):
     table.write_text(TABLE)
     root = tmp_path / "camvid: 1"
     cmd = ["ablate", "--table-file", str(table), "--out", str(tmp_path / "o"), "--no-progress"]
-    assert main([*cmd, "--dataset", "camvid", "--root", str(root), "data.options={}"]) == 2
+    assert main([*cmd, "--dataset", "camvid", "--root", str(root), "data.options={}", "data.root=elsewhere"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(root) in err and "camvid" in err
     assert not (tmp_path / "o" / "baseline" / "summary.json").exists()

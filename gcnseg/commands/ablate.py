@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         table,
         args.out,
         args.config,
-        dataset_overrides(args) + list(args.overrides),
+        [*args.overrides, *dataset_overrides(args)],  # the flags win, as in train
         args.seed,
         args.budget,
         show_progress=not args.no_progress,
