@@ -52,8 +52,10 @@ def command_line(args: argparse.Namespace) -> str:
 def dataset_overrides(args: argparse.Namespace) -> list[str]:
     """``--dataset`` and ``--root`` as the ``data.`` overrides they stand for (quoted: a
     path is taken as typed, never as a YAML number or null)."""
-    flags = {"data.dataset": args.dataset, "data.root": args.root}
-    return [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
+    from ..config import given
+
+    flags = given({"data.dataset": args.dataset, "data.root": args.root})
+    return [f"{key}={json.dumps(value)}" for key, value in flags.items()]
 
 
 def run(args: argparse.Namespace) -> int:
