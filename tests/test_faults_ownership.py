@@ -168,6 +168,10 @@ def test_commands_never_write_onto_their_inputs(run, tmp_path):
     one_line(inproc("data", "weights", "--config", recipe, "--out", recipe), "which this command reads")
     one_line(inproc("data", "check", "--config", recipe, "--json", data / "report.json"), "which this command reads")
     one_line(inproc("score", data / "masks", data / "masks", "--num-classes", "2", "--json", data / "masks" / "s.json"))
+    one_line(
+        inproc("ablate", "--table", "1", "--dataset", "folder", "--root", data, "--out", data / "ablation"),
+        "which this command reads",
+    )
     assert digest(data) == data_before and recipe.read_text().startswith("data: {dataset: folder")
 
 

@@ -60,16 +60,21 @@ def dataset_overrides(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the table named by ``--table`` or ``--table-file``; 0 when every network is done."""
-    from ..ablate import ablate, load_table, table_path
+    from ..ablate import ablate, load_table, network_configs, table_path
+    from ..config import config_path
+    from ..data import dataset_roots
     from ..runtime import check_output
 
     table = load_table(args.table_file if args.table_file else table_path(args.table))
-    check_output(args.out, "--out", folder=True)
+    overrides = [*args.overrides, *dataset_overrides(args)]  # the flags win, as in train
+    configs = network_configs(table, args.out, args.config, overrides, args.seed, args.budget)
+    reads = [*dataset_roots(configs[0].data), config_path(args.config) if args.config else table.source]
+    check_output(args.out, "--out", folder=True, inputs=reads)
     ablate(
         table,
         args.out,
         args.config,
-        [*args.overrides, *dataset_overrides(args)],  # the flags win, as in train
+        overrides,
         args.seed,
         args.budget,
         show_progress=not args.no_progress,
