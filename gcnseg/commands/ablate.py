@@ -60,6 +60,8 @@ def dataset_overrides(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the table named by ``--table`` or ``--table-file``; 0 when every network is done."""
+    from pathlib import Path
+
     from ..ablate import ablate, load_table, network_configs, table_path
     from ..config import config_path
     from ..data import dataset_roots
@@ -68,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
     table = load_table(args.table_file if args.table_file else table_path(args.table))
     overrides = [*args.overrides, *dataset_overrides(args)]  # the flags win, as in train
     configs = network_configs(table, args.out, args.config, overrides, args.seed, args.budget)
-    reads = [*dataset_roots(configs[0].data), config_path(args.config) if args.config else table.source]
+    reads: list[str | Path] = [
+        *dataset_roots(configs[0].data),
+        config_path(args.config) if args.config else table.source,
+    ]
     check_output(args.out, "--out", folder=True, inputs=reads)
     ablate(
         table,
