@@ -1,7 +1,8 @@
 """Issue 24's full-resolution Tables 1 and 5 over seeds, from the runs' summaries: per
 network the mean and spread (min-max) of mIoU, boundary and internal accuracy; per seed
-the difference of each network to the 1x1 baseline of the same seed, and of GCN k=15 +
-BR to GCN k=15 (Table 5's question); per class the mean IoU.
+the difference of each network to the 1x1 baseline of the same seed, of GCN k=15 to GCN
+k=5 (Table 1's question) and of GCN k=15 + BR to GCN k=15 (Table 5's); per class the
+mean IoU.
 
     python benchmarks/camvid_full_res_report.py [RESULTS]   # default: benchmarks/results/camvid_full_res
 
@@ -101,6 +102,7 @@ def report(runs: dict[str, dict[int, dict]]) -> str:
     if any(f.get("from_summary") for seeds in runs.values() for f in seeds.values()):
         lines += ["", "*: the run's own validation (bf16 autocast), not yet scored in float32."]
     lines += paired(runs, "baseline", [s for s in ORDER if s != "baseline"])
+    lines += paired(runs, "gcn-k-5", ["gcn-k-15"])  # Table 1's question: does mIoU grow with k?
     lines += paired(runs, "gcn-k-15", ["gcn-k-15-br"])  # Table 5's question: does BR help the boundary?
     lines += ["", "Per class, IoU % (mean over seeds):", ""]
     lines += ["| class | " + " | ".join(ORDER[s] for s in ORDER if s in runs) + " |"]
