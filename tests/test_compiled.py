@@ -53,10 +53,17 @@ class _Counted:
         return self.model(x)
 
 
-def test_at_most_max_shapes_are_compiled(monkeypatch):
-    monkeypatch.setattr(gcnseg.compiled.torch, "compile", lambda m, dynamic: _Counted(m))
+def _compiled(monkeypatch, model: nn.Module, compiler=None) -> tuple[CompiledModel, list[str]]:
+    """``model`` in a :class:`CompiledModel` whose ``torch.compile`` is ``compiler`` (default: a
+    counting stand-in that runs the model), and the list of what it said."""
+    stand_in = compiler or (lambda m: _Counted(m))
+    monkeypatch.setattr(gcnseg.compiled.torch, "compile", lambda m, dynamic: stand_in(m))
     said: list[str] = []
-    net = CompiledModel(nn.Conv2d(3, 2, 1), notify=said.append)
+    return CompiledModel(model, notify=said.append), said
+
+
+def test_at_most_max_shapes_are_compiled(monkeypatch):
+    net, said = _compiled(monkeypatch, nn.Conv2d(3, 2, 1))
     sizes = [(8 + i, 8) for i in range(MAX_SHAPES + 2)]
     for h, w in sizes + sizes:  # each size twice
         assert net(torch.zeros(1, 3, h, w)).shape == (1, 2, h, w)
@@ -66,10 +73,8 @@ def test_at_most_max_shapes_are_compiled(monkeypatch):
 
 
 def test_a_failed_compile_runs_uncompiled_and_says_so_once(monkeypatch):
-    monkeypatch.setattr(gcnseg.compiled.torch, "compile", lambda m, dynamic: _Counted(m, fail=True))
-    said: list[str] = []
     conv = nn.Conv2d(3, 2, 1)
-    net = CompiledModel(conv, notify=said.append)
+    net, said = _compiled(monkeypatch, conv, lambda m: _Counted(m, fail=True))
     x = torch.randn(1, 3, 5, 5)
     for _ in range(3):
         torch.testing.assert_close(net(x), conv(x))
@@ -188,10 +193,8 @@ def test_a_compile_that_disagrees_runs_uncompiled(monkeypatch):
             self.calls += 1
             return -self.model(x)  # every argmax moves
 
-    monkeypatch.setattr(gcnseg.compiled.torch, "compile", lambda m, dynamic: Wrong(m))
-    said: list[str] = []
     conv = nn.Conv2d(3, 4, 1)
-    net = CompiledModel(conv, notify=said.append)
+    net, said = _compiled(monkeypatch, conv, Wrong)
     x = torch.randn(1, 3, 6, 6)
     with torch.no_grad():
         for _ in range(2):
@@ -220,10 +223,8 @@ def test_serve_compiles_for_the_folders_first_image_before_the_page(trained_run,
 
 
 def test_views_and_layouts_of_one_shape_share_one_checked_graph(monkeypatch):
-    monkeypatch.setattr(gcnseg.compiled.torch, "compile", lambda m, dynamic: _Counted(m))
-    said: list[str] = []
     conv = nn.Conv2d(3, 2, 1)
-    net = CompiledModel(conv, notify=said.append)
+    net, said = _compiled(monkeypatch, conv)
     big = torch.randn(1, 3, 40, 40)
     with torch.no_grad():
         for x in (big[:, :, :16, :16], big[:, :, :16, :16].contiguous(), torch.randn(1, 3, 16, 16)):
