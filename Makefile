@@ -46,7 +46,7 @@ browser:
 
 # the checks, then the suite with its coverage (fails below the floor in pyproject.toml)
 test: lint browser
-	$(BIN)/python -m pytest -n 2 -q --cov --cov-report=term
+	$(BIN)/python -m pytest -n 2 -q --cov --cov-report=term --durations=15
 
 bench: $(VENV)/.installed
 	$(BIN)/gcnseg bench --json runs/bench.json
