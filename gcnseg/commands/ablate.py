@@ -62,18 +62,16 @@ def run(args: argparse.Namespace) -> int:
     """Run the table named by ``--table`` or ``--table-file``; 0 when every network is done."""
     from pathlib import Path
 
-    from ..ablate import ablate, load_table, network_configs, table_path
+    from ..ablate import ablate, common_config, load_table, table_path
     from ..config import config_path
     from ..data import dataset_roots
     from ..runtime import check_output
 
     table = load_table(args.table_file if args.table_file else table_path(args.table))
     overrides = [*args.overrides, *dataset_overrides(args)]  # the flags win, as in train
-    configs = network_configs(table, args.out, args.config, overrides, args.seed, args.budget)
-    reads: list[str | Path] = [
-        *dataset_roots(configs[0].data),
-        config_path(args.config) if args.config else table.source,
-    ]
+    shared = common_config(table, args.config, overrides, args.seed, args.budget)  # the data every network reads
+    base = config_path(args.config) if args.config else table.base
+    reads: list[str | Path] = [*dataset_roots(shared.data), table.source, *([base] if base else [])]
     check_output(args.out, "--out", folder=True, inputs=reads)
     ablate(
         table,
