@@ -1,5 +1,9 @@
 """Errors that the command line reports as one line (``gcnseg: error: ...``) with a non-zero exit."""
 
+from __future__ import annotations
+
+import os
+
 
 class GcnsegError(Exception):
     """Base class: bad input from the user (file, config, data), never a bug."""
@@ -16,3 +20,13 @@ class Stopped(Exception):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def absent(path: str | os.PathLike[str], folder: bool = False, missing: str = "not found") -> str:
+    """Why ``path`` is not the file (``folder``: the folder) asked for, for a one-line
+    error: ``missing``, or what stands there instead."""
+    if os.path.isdir(path) and not folder:
+        return "is a folder, not a file"
+    if os.path.lexists(path) and folder:
+        return "is a file, not a folder" if os.path.isfile(path) else "is not a folder"
+    return missing

@@ -18,21 +18,14 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from .config import size_hw
+
 __all__ = ["DEFAULT_MS_SCALES", "predict_scores", "tile_starts"]
 
 #: Scales of multi-scale inference (image size factors), averaged in probability space.
 DEFAULT_MS_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 Model = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _pair(x: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(x, int):
-        return x, x
-    if len(x) == 1:
-        return int(x[0]), int(x[0])
-    h, w = x
-    return int(h), int(w)
 
 
 def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
@@ -127,8 +120,8 @@ def predict_scores(
         raise ValueError(f"image must be [N, 3, H, W], got shape {tuple(image.shape)}")
     if not scales:
         raise ValueError("scales must not be empty")
-    tile_hw = None if tile is None else _pair(tile)
-    pad_hw = None if pad is None else _pair(pad)
+    tile_hw = None if tile is None else size_hw(tile)
+    pad_hw = None if pad is None else size_hw(pad)
     h, w = image.shape[-2:]
     total: torch.Tensor | None = None
     runs = 0

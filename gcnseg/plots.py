@@ -33,7 +33,8 @@ def curves_figure(metrics_jsonl: Path) -> Any:
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     ax = axes[0]
     if train:
-        ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="training loss")
+        marker = "o" if len(train) == 1 else None  # one logged step: a point, not an invisible line
+        ax.plot([r["step"] for r in train], [r["loss"] for r in train], marker=marker, label="training loss")
         ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_title("loss")
@@ -41,7 +42,8 @@ def curves_figure(metrics_jsonl: Path) -> Any:
     ax = axes[1]
     with_lr = [r for r in train if isinstance(r.get("lr"), (int, float))]
     if with_lr:
-        ax.plot([r["step"] for r in with_lr], [r["lr"] for r in with_lr], color="#2ca02c", label="lr")
+        marker = "o" if len(with_lr) == 1 else None
+        ax.plot([r["step"] for r in with_lr], [r["lr"] for r in with_lr], color="#2ca02c", marker=marker, label="lr")
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     ax.set_xlabel("step")
     ax.set_ylabel("lr")

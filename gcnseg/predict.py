@@ -29,21 +29,17 @@ KINDS = {"label": "labels", "overlay": "overlays", "side": "side"}  # picture ->
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 
 
-def find_images(inputs: list[str], skip: Path | None = None) -> list[tuple[Path, Path]]:
+def find_images(inputs: list[str]) -> list[tuple[Path, Path]]:
     """``(file, output sub-folder)``: files as given, folders searched recursively
-    (sorted) with their sub-folders mirrored in the output; nothing inside ``skip`` (the
-    output folder, which may lie inside an input folder) is taken from a folder."""
+    (sorted) with their sub-folders mirrored in the output."""
     found: list[tuple[Path, Path]] = []
-    skip = skip.resolve() if skip is not None else None
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             found += [
                 (f, f.parent.relative_to(p))
                 for f in sorted(p.rglob("*"))
-                if f.is_file()
-                and f.suffix.lower() in IMAGE_SUFFIXES
-                and (skip is None or not f.resolve().is_relative_to(skip))
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
             ]
         elif p.exists():
             found.append((p, Path()))

@@ -77,7 +77,12 @@ def test_predict_never_overwrites_inputs(run_dir, tmp_path, capsys):
     _write_images(src / "labels", n=1)  # an input where img0.png's label map would go
     victim = src / "labels" / "img0.png"
     before = victim.read_bytes()
-    assert main(["predict", "--checkpoint", str(run_dir), str(victim), "--out", str(src)]) == 1
+    assert main(["predict", "--checkpoint", str(run_dir), str(victim), "--out", str(src)]) == 2  # holds the input
+    assert "which this command reads" in capsys.readouterr().err
+    out = tmp_path / "out"  # the same place through a link: caught per file
+    out.mkdir()
+    (out / "labels").symlink_to(src / "labels")
+    assert main(["predict", "--checkpoint", str(run_dir), str(victim), "--out", str(out)]) == 1
     captured = capsys.readouterr()
     assert "img0.png: output" in captured.err and "would overwrite an input" in captured.err
     assert victim.read_bytes() == before
@@ -85,15 +90,16 @@ def test_predict_never_overwrites_inputs(run_dir, tmp_path, capsys):
 
 
 def test_predict_same_name_from_two_folders(run_dir, tmp_path, capsys):
-    _write_images(tmp_path / "a", n=1)
-    _write_images(tmp_path / "b", n=1, size=(20, 10))
+    src = tmp_path / "src"
+    _write_images(src / "a", n=1)
+    _write_images(src / "b", n=1, size=(20, 10))
     out = tmp_path / "out"
-    args = ["predict", "--checkpoint", str(run_dir), str(tmp_path / "a" / "img0.png"), str(tmp_path / "b" / "img0.png")]
+    args = ["predict", "--checkpoint", str(run_dir), str(src / "a" / "img0.png"), str(src / "b" / "img0.png")]
     assert main(args + ["--out", str(out)]) == 0
     assert Image.open(out / "labels" / "img0.png").size == (40, 30)
     assert Image.open(out / "labels" / "img0-2.png").size == (20, 10)
     # folders keep their structure
-    assert main(["predict", "--checkpoint", str(run_dir), str(tmp_path), "--out", str(tmp_path / "tree")]) == 0
+    assert main(["predict", "--checkpoint", str(run_dir), str(src), "--out", str(tmp_path / "tree")]) == 0
     assert (tmp_path / "tree" / "side" / "a" / "img0.png").is_file()
     assert (tmp_path / "tree" / "side" / "b" / "img0.png").is_file()
 

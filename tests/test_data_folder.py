@@ -44,6 +44,12 @@ def test_folder_bad_input(tmp_path):
     with pytest.raises(DataError, match=r"classes\.txt: not found; expected one class name per line"):
         Folder(tmp_path)
     make_folder(tmp_path, ["a", "b", "c"], ["bg", "fg"])
+    for text, problem in (("a\nb\na\n", r":3: 'a' names two classes"),
+                          ("a 1 2 3\nb 1 2 3\n", r":2: 'b' has the colour of 'a' \(1, 2, 3\)")):  # fmt: skip
+        (tmp_path / "classes.txt").write_text(text)
+        with pytest.raises(DataError, match=r"classes\.txt" + problem):
+            Folder(tmp_path)
+    (tmp_path / "classes.txt").write_text("bg\nfg\n")
     with pytest.raises(DataError, match=r"split 'train' not found; expected train\.txt or train/images/"):
         Folder(tmp_path, "train")
     (tmp_path / "masks" / "a.png").unlink()

@@ -78,6 +78,15 @@ def test_pad_to_fixed_size_fills_mean_and_ignore():
     assert big.shape == (3, 24, 32) and m.shape == (24, 32)
 
 
+@pytest.mark.parametrize("size", [[20], 20])
+def test_one_size_is_a_square_for_crop_and_pad(size):
+    """``[s]`` is a Size as ``s`` is (the config accepts both): a square crop, a square pad."""
+    image, mask = build_transforms(cfg(flip=False, crop_size=size), train=True)(*encoded(40, 56, 3))
+    assert image.shape == (3, 20, 20) and mask.shape == (20, 20)
+    image, mask = build_transforms(cfg(flip=False, pad_size=size), train=True)(*encoded(16, 12, 3))
+    assert image.shape == (3, 20, 20) and mask.shape == (20, 20) and (mask[16:] == 255).all()
+
+
 def test_normalisation_and_eval_transform():
     img = Image.fromarray(np.full((8, 8, 3), 255, np.uint8))
     mask = np.zeros((8, 8), np.int64)

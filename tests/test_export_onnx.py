@@ -119,3 +119,12 @@ def test_bad_opset_is_one_line_and_writes_nothing(trained_run, tmp_path, capsys)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--opset 5" in err and "17 to 23" in err
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("torchscript", "m.onnx"), ("onnx", "m.pt")])
+def test_an_out_name_of_the_other_format_is_refused(trained_run, tmp_path, capsys, fmt, name):
+    out = tmp_path / name
+    assert main(["export", "--checkpoint", str(trained_run), "--format", fmt, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out {out}: a {out.suffix} name for --format {fmt}" in err
+    assert list(tmp_path.iterdir()) == []

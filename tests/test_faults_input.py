@@ -97,6 +97,9 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     "a value for a section": (b"model: 5\n", "model: expected a mapping (a section), got 5"),
     "a list at the top": (b"- 1\n- 2\n", "expected a mapping at the top level"),
     "false at the top": (b"false\n", "expected a mapping at the top level"),
+    "empty": (b"# nothing but a comment\n", "empty; expected a mapping of sections"),
+    "a section twice": (b"train:\n  lr: 1\ntrain:\n  seed: 2\n", "the key 'train' is given twice at line 3"),
+    "a key twice": (b"train:\n  seed: 1\n  seed: 2\n", "the key 'seed' is given twice at line 3, column 3"),
     "a NUL in a path": (b'data:\n  root: "data/a\\0b"\n', "data.root: a NUL character"),
     "two documents": (
         b"name: a\n---\nname: b\n",

@@ -235,4 +235,6 @@ def test_hostile_pass_fixes(run, tmp_path):
     one_line(inproc("train", "--resume", r, "--no-progress"), "nothing to train")
     one_line(inproc("train", "--resume", r, "train.iterations=2", "--no-progress"), "nothing to train")
     assert digest(r) == before
-    one_line(inproc("predict", "--checkpoint", r, data / "images", "--out", data / "images"), "is the input folder")
+    one_line(
+        inproc("predict", "--checkpoint", r, data / "images", "--out", data / "images"), "which this command reads"
+    )

@@ -150,6 +150,20 @@ def test_per_class_iou_logs_previews_and_train_log(tmp_path, capsys):
     assert (run / "curves.png").is_file()
 
 
+def test_curves_of_one_logged_step_show_a_point(tmp_path):
+    """A one-point line draws nothing without a marker: a run that logged once still shows it."""
+    log = tmp_path / "metrics.jsonl"
+    log.write_text(json.dumps({"step": 1, "split": "train", "loss": 0.5, "lr": 0.01}) + "\n")
+    fig = curves_figure(log)
+    try:
+        lines = [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_label() in ("training loss", "lr")]
+        assert len(lines) == 2 and all(ln.get_marker() == "o" and len(ln.get_xdata()) == 1 for ln in lines)
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
 def test_resumed_run_appends_to_train_log(tmp_path, capsys):
     run = tmp_path / "run"
     cfg = load_config(

@@ -173,6 +173,11 @@ def test_val_fraction_splits_by_a_hash_of_each_stem(tmp_path):
     assert names(train) | names(val) == set(stems) and not names(train) & names(val)
     assert 4 <= len(val) <= 20  # about 20% of 60
     assert names(open_dataset(cfg.data, "val")) == names(val)  # the same every time
+    (tmp_path / "train.txt").write_text("img000\nimg001\n")  # one split listed: the hashed val could overlap it
+    with pytest.raises(
+        DataError, match=r"has a train split but no val\.txt or val/images/; give both splits or neither"
+    ):
+        open_dataset(cfg.data, "val")
 
 
 def test_init_writes_a_commented_config_sized_to_the_data(tmp_path, monkeypatch, capsys):

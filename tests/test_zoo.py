@@ -80,7 +80,8 @@ def test_eval_and_export_take_a_named_model(tmp_path, capsys, monkeypatch):
     root = tmp_path / "camvid"
     make_camvid(root, {"val": ["a", "b"]}, size=(64, 96))
     assert main(["eval", "--model", NAME, f"data.root={root}", "--limit", "1"]) == 0
-    assert "mIoU" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "mIoU" in said and "scored 1 of the split's 2 images (--limit 1)" in said
     monkeypatch.chdir(tmp_path)
     assert main(["export", "--model", NAME]) == 0
     assert (tmp_path / f"{NAME}.onnx").stat().st_size > 1e6  # beside the user, not inside the package

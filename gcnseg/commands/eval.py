@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise GcnsegError(
             f"{args.checkpoint}: model has {meta['num_classes']} classes, dataset {cfg.data.dataset} has {dataset.num_classes}"
         )
+    total = len(dataset)
     if args.limit:
         dataset = FirstN(dataset, args.limit)
     model, device = inference_network(args, model, cfg, len(dataset))
@@ -111,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         std=cfg.data.std,
     )
     print(format_metrics(result, meta.get("classes")), file=human(args.json))
+    if len(dataset) < total:  # a partial score is said as such, beside the numbers
+        print(f"scored {len(dataset)} of the split's {total} images (--limit {args.limit})", file=human(args.json))
     ev = cfg.eval
     write_json(
         args.json,

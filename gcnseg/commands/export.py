@@ -61,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     kind = f"-int8-{args.size[0]}x{args.size[1]}" if args.precision == "int8" else ""
     if args.out:
         out = Path(args.out)
+        other = {"onnx": (".pt", ".pth", ".ts"), "torchscript": (".onnx",)}[args.format]
+        if out.suffix.lower() in other:  # a reader would take the file for the other kind
+            raise GcnsegError(f"--out {out}: a {out.suffix} name for --format {args.format}; name it .{suffix}")
     elif args.checkpoint in ZOO:  # the package's own folder is not a place to write
         out = Path(f"{args.checkpoint}{kind}.{suffix}")
     else:

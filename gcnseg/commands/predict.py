@@ -26,8 +26,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..checkpoint import checkpoint_files, load_model, resolve_checkpoint
     from ..config import apply_overrides, given, split_overrides
     from ..errors import GcnsegError
@@ -37,11 +35,9 @@ def run(args: argparse.Namespace) -> int:
     overrides, inputs_given = split_overrides(args.inputs)
     if not inputs_given:
         raise GcnsegError("no INPUT given: name image files or folders to segment")
-    out = check_output(args.out, "--out", folder=True)
-    for item in inputs_given:  # (an output folder inside an input folder is skipped when it is searched)
-        if Path(item).is_dir() and Path(item).resolve() == out.resolve():
-            raise GcnsegError(f"--out {args.out}: is the input folder {item}; write the pictures elsewhere")
-    files = find_images(inputs_given, skip=out)
+    files = find_images(inputs_given)
+    # pictures written among the inputs would be read as inputs by the next run on them
+    out = check_output(args.out, "--out", folder=True, inputs=inputs_given)
     check_json(args.json, [f for f, _ in files] + checkpoint_files(resolve_checkpoint(args.checkpoint)))
     if not files:
         raise GcnsegError(f"no image in {', '.join(inputs_given)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")

@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
         if args.out:
             raise GcnsegError("--resume RUN_DIR names the run folder; --out is for a new run")
         run_dir = Path(args.resume)
+        if any(o.split("=", 1)[0].strip() == "out_dir" for o in args.overrides):
+            raise GcnsegError(f"--resume {run_dir}: the resumed run stays in its folder; out_dir= is for a new run")
         saved = run_dir / "config.yaml"
         if not saved.is_file():
             raise CheckpointError(f"{saved}: not found; --resume takes the folder of an earlier run")

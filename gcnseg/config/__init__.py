@@ -36,6 +36,7 @@ from .schema import (
     TorchvisionBackbone,
     TrainConfig,
     Upsample,
+    size_hw,
 )
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "load_config",
     "recipe_summary",
     "recipes",
+    "size_hw",
     "split_overrides",
     "with_input_normalisation",
 ]

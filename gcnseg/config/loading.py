@@ -64,6 +64,19 @@ class _BoundedLoader(yaml.SafeLoader):
             _measure(node, {})
         return node
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        """A mapping that gives a key twice is refused (plain YAML keeps the last silently)."""
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if key.value in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"the key {key.value!r} is given twice", key.start_mark
+                        )
+                    seen.add(key.value)
+        return super().construct_mapping(node, deep)
+
     def construct_yaml_int(self, node: Any) -> int:
         if len(node.value) > MAX_INT_CHARS:
             raise yaml.constructor.ConstructorError(
@@ -567,9 +580,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = config_path(path)
         source = str(path)
         loaded = parse_yaml(read_text_bounded(path, MAX_CONFIG_BYTES, "config"), source)
-        if loaded is not None and not isinstance(loaded, dict):
+        if loaded is None:  # an empty file (or only comments) is a mistake: it would train the defaults
+            raise ConfigError(f"{path}: empty; expected a mapping of sections (model:, data:, train:, ...)")
+        if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level, got {_r(loaded)}")
-        data = _drop_retired(loaded or {})
+        data = _drop_retired(loaded)
         _check_sections(data, source)
     changed: set[str] = set()
     if overrides:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, get_args
 
@@ -118,6 +118,16 @@ Auto = Literal["auto"]
 
 # keys that run folders written by earlier versions may hold; dropped when they are read
 RETIRED_KEYS = {"eval.batch_size"}
+
+
+def size_hw(size: int | Sequence[int]) -> tuple[int, int]:
+    """``(height, width)`` of a :data:`Size`: an int or ``[s]`` for both sides, or ``[h, w]``."""
+    if isinstance(size, int):
+        return size, size
+    if len(size) == 1:
+        return int(size[0]), int(size[0])
+    h, w = size
+    return int(h), int(w)
 
 
 @dataclass

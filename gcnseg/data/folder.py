@@ -39,7 +39,8 @@ def read_classes(path: Path) -> tuple[list[str], list[tuple[int, int, int]] | No
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text; expected one class name per line") from None
-    names, colours = [], []
+    names: list[str] = []
+    colours: list[tuple[int, int, int] | None] = []
     for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
@@ -50,7 +51,13 @@ def read_classes(path: Path) -> tuple[list[str], list[tuple[int, int, int]] | No
         colour = _colour(tail) if tail else None
         if (tail and colour is None) or len(tail) == len(parts):
             raise DataError(f"{path}:{n}: expected 'NAME', 'NAME R G B' or 'NAME #RRGGBB', got {line.strip()!r}")
-        names.append(" ".join(parts[: len(parts) - len(tail)]))
+        name = " ".join(parts[: len(parts) - len(tail)])
+        # two classes of one name or colour: the reports or the pictures could not tell them apart
+        if name in names:
+            raise DataError(f"{path}:{n}: {name!r} names two classes")
+        if colour is not None and colour in colours:
+            raise DataError(f"{path}:{n}: {name!r} has the colour of {names[colours.index(colour)]!r} {colour}")
+        names.append(name)
         colours.append(colour)
     if any(c is not None for c in colours) and not all(c is not None for c in colours):
         raise DataError(f"{path}: give a colour on every line or on none")
@@ -131,6 +138,12 @@ class Folder(FileSegmentation):
         elif (root / split / "images").is_dir():
             base = root / split
         elif val_fraction is not None and split in ("train", "val"):
+            other = "val" if split == "train" else "train"
+            if (root / f"{other}.txt").is_file() or (root / other / "images").is_dir():  # half listed: they may overlap
+                raise DataError(
+                    f"{root}: has a {other} split but no {split}.txt or {split}/images/; give both splits or neither "
+                    f"(data.options.val_fraction={val_fraction} splits images/ when there are none)"
+                )
             if not 0 < val_fraction < 1:
                 raise DataError(f"folder: val_fraction must lie between 0 and 1, got {val_fraction}")
             everything = _by_stem(require_dir(root / "images", "an images/ folder", FOLDER_HINT), IMAGE_EXTS)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DataError
+from ..errors import DataError, absent
 
 IGNORE_INDEX = 255
 
@@ -26,7 +26,7 @@ def _first_line(e: BaseException) -> str:
 def require_dir(path: Path, what: str, hint: str) -> Path:
     """Return ``path`` if it is a folder, else raise ``DataError`` naming ``what`` and where to get it."""
     if not path.is_dir():
-        raise DataError(f"{path}: not found; expected {what} ({hint})")
+        raise DataError(f"{path}: {absent(path, folder=True)}; expected {what} ({hint})")
     return path
 
 
@@ -41,13 +41,13 @@ def read_listing(path: Path) -> str:
 def require_file(path: Path, what: str, hint: str) -> Path:
     """Return ``path`` if it is a file, else raise ``DataError`` naming ``what`` and where to get it."""
     if not path.is_file():
-        raise DataError(f"{path}: not found; expected {what} ({hint})")
+        raise DataError(f"{path}: {absent(path)}; expected {what} ({hint})")
     return path
 
 
 def _open(path: Path, kind: str) -> Image.Image:
     if not path.is_file():
-        raise DataError(f"{path}: {kind} file is missing")
+        raise DataError(f"{path}: {absent(path, missing=f'{kind} file is missing')}")
     img = None
     try:
         img = Image.open(path)

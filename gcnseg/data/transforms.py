@@ -20,20 +20,12 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from ..config import DataConfig
+from ..config import DataConfig, size_hw
 from ..normalisation import IMAGENET_MEAN, IMAGENET_STD
 from .io import IGNORE_INDEX
 
 
 BLUR_KERNEL, BLUR_SIGMA = 5, (0.1, 2.0)  # data.blur's Gaussian: 5x5, sigma drawn in [0.1, 2]
-
-
-def _pair(size: int | Sequence[int]) -> tuple[int, int]:
-    """``(height, width)`` from an int or a ``[h, w]`` list."""
-    if isinstance(size, int):
-        return size, size
-    h, w = size
-    return int(h), int(w)
 
 
 class RandomScale(v2.Transform):
@@ -60,7 +52,7 @@ class PadToSize(v2.Transform):
 
     def __init__(self, size: int | Sequence[int], fill: Any) -> None:
         super().__init__()
-        self.size = _pair(size)
+        self.size = size_hw(size)
         self.fill = fill
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
@@ -126,8 +118,8 @@ def build_transforms(cfg: DataConfig, train: bool) -> v2.Compose:
         if cfg.pad_size is not None:
             steps.append(PadToSize(cfg.pad_size, fill))
             if cfg.crop_size is None:  # larger images: crop to the pad size so that batches collate
-                steps.append(v2.RandomCrop(_pair(cfg.pad_size)))
+                steps.append(v2.RandomCrop(size_hw(cfg.pad_size)))
         if cfg.crop_size is not None:
-            steps += [PadToSize(cfg.crop_size, fill), v2.RandomCrop(_pair(cfg.crop_size))]
+            steps += [PadToSize(cfg.crop_size, fill), v2.RandomCrop(size_hw(cfg.crop_size))]
     steps.append(Finish(cfg.ignore_index))
     return v2.Compose(steps)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import DataError, GcnsegError
+from ..errors import DataError, GcnsegError, absent
 from ..predict import IMAGE_SUFFIXES, segment
 from ..visualize import overlay
 
@@ -313,7 +313,7 @@ def list_images(folder: str | Path, limit: int = MAX_LISTED, seconds: float = LI
     root = folder_path(folder)
     try:
         if not root.is_dir():
-            raise GcnsegError(f"{root}: no such folder")
+            raise GcnsegError(f"{root}: {absent(root, folder=True, missing='no such folder')}")
     except OSError as e:
         raise GcnsegError(f"{root}: {e.strerror or e}") from None
     found: list[str] = []

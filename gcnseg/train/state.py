@@ -18,7 +18,7 @@ import yaml
 from torch import nn
 
 from ..checkpoint import foreign_entries, load_train_state, load_weights, resolve_checkpoint
-from ..config import Config, with_input_normalisation
+from ..config import Config, size_hw, with_input_normalisation
 from ..config.schema import MAX_CLASSES, MAX_STEPS
 from ..data import TransformedDataset, build_dataset
 from ..data.base import FileSegmentation
@@ -414,11 +414,6 @@ def _apply_optim_changes(
 DEEPEST_STRIDE = 32
 
 
-def _size_hw(size: int | list[int]) -> tuple[int, int]:
-    """``(height, width)`` of a ``data.crop_size`` / ``pad_size``: one size or ``[h, w]``."""
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-
-
 def _cells(h: int, w: int) -> int:
     """Cells of the deepest (stride-32) map of an ``h`` x ``w`` input."""
     return -(-h // DEEPEST_STRIDE) * -(-w // DEEPEST_STRIDE)
@@ -473,7 +468,7 @@ def check_batch_shapes(cfg: Config, train_set: Any, world: int = 1) -> None:
     one_value = t.batch_size == 1 and not (t.freeze_bn or t.freeze_encoder_bn or (t.sync_bn and world > 1))
     advice = "train.batch_size=2 or more, or train.freeze_bn=true"
     if fixed is not None:
-        h, w = _size_hw(fixed)
+        h, w = size_hw(fixed)
         if one_value and _cells(h, w) == 1:
             key = "data.crop_size" if d.crop_size is not None else "data.pad_size"
             raise GcnsegError(
