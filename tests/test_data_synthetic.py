@@ -93,3 +93,5 @@ def test_bad_parameters():
         SyntheticShapes(interior="plain")
     with pytest.raises(DataError, match="placement"):
         SyntheticShapes(placement="grid")
+    with pytest.raises(DataError, match=r"reads no folder, so data.root=/data/camvid is not used"):
+        SyntheticShapes("/data/camvid")  # gcnseg train --config demo --root /data/camvid: not silently the shapes

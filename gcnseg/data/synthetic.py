@@ -79,6 +79,11 @@ class SyntheticShapes(SegmentationDataset):
         interior: str = "texture",
         placement: str = "slots",
     ) -> None:
+        if root is not None:  # a folder given for generated data is a mistake that would pass unseen
+            raise DataError(
+                f"synthetic-shapes: generates its images and reads no folder, so data.root={root} is not used; "
+                "give the dataset that lives there too (--dataset folder|camvid|cityscapes|voc)"
+            )
         if split not in SPLITS:
             raise DataError(f"synthetic-shapes: unknown split {split!r} (known: {', '.join(SPLITS)})")
         if num_classes < 2:
