@@ -139,12 +139,12 @@ def write_predictions(
         for t in targets.values():
             t.parent.mkdir(parents=True, exist_ok=True)
         over = overlay(rgb, pred, palette)
-        _save(label_image(pred, palette), targets["label"])
         _save_array(over, targets["overlay"])
         side = panel([rgb, colorize(pred, palette), over], ["image", "prediction", "overlay"])
         names = [classes[c] if classes and c < len(classes) else str(c) for c in range(len(palette))]
         side = with_legend(side, names, palette, shown_classes([pred], len(palette)))
         _save(side, targets["side"])
+        _save(label_image(pred, palette), targets["label"])  # last: a label map means its pictures are there
         counts = np.bincount(pred.ravel(), minlength=len(palette))
         records.append(
             {

@@ -113,6 +113,26 @@ def test_predicted_labels_score_against_themselves(run_dir, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["pixel_acc"] == 1.0
 
 
+def test_an_interrupted_predict_leaves_label_maps_only_with_their_pictures(run_dir, tmp_path, monkeypatch):
+    """The label map is written last: one that is there has its overlay and side picture."""
+    import gcnseg.predict
+
+    _write_images(tmp_path / "in", n=3)
+    save = gcnseg.predict._save
+
+    def interrupted(img, path):
+        if path.parent.name == "side" and path.name == "img1.png":  # Ctrl-C in the second image's pictures
+            raise KeyboardInterrupt
+        save(img, path)
+
+    monkeypatch.setattr(gcnseg.predict, "_save", interrupted)
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(run_dir), str(tmp_path / "in"), "--out", str(out)]) == 130
+    assert sorted(p.name for p in (out / "labels").iterdir()) == ["img0.png"]
+    assert sorted(p.name for p in (out / "side").iterdir()) == ["img0.png"]
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["img0.png", "img1.png"]
+
+
 def test_predict_missing_input(run_dir, tmp_path, capsys):
     assert main(["predict", "--checkpoint", str(run_dir), str(tmp_path / "nope.png"), "--out", str(tmp_path)]) == 2
     assert "nope.png: no such file or folder" in capsys.readouterr().err
