@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .base import FileSegmentation, distinct_palette
-from .io import read_listing, require_dir
+from .io import read_listing, require_dir, require_file
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 MASK_EXTS = (".png", ".tif", ".tiff", ".bmp", ".pgm")
@@ -119,9 +119,7 @@ class Folder(FileSegmentation):
             raise DataError(f"folder: no root given; expected {FOLDER_HINT}")
         root = require_dir(Path(root), "a dataset folder", FOLDER_HINT)
         if classes is None:
-            names = root / "classes.txt"
-            if not names.is_file():
-                raise DataError(f"{names}: not found; expected one class name per line (or data.options.classes)")
+            names = require_file(root / "classes.txt", "one class name per line", "or data.options.classes")
             classes, listed = read_classes(names)
             palette = palette if palette is not None else listed
         if not 1 <= len(classes) <= 255:
