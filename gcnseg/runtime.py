@@ -32,7 +32,7 @@ from typing import IO
 import torch
 import torch.distributed as dist
 
-from .errors import GcnsegError
+from .errors import GcnsegError, absent
 
 
 def notice(line: str) -> None:
@@ -238,7 +238,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except FileNotFoundError:
         mode = None
     if mode is not None and stat.S_ISDIR(mode):
-        raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file", str(path))
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
     if mode is not None and not stat.S_ISREG(mode):
         with _streamed_to(path) as tmp:
             yield tmp
@@ -307,9 +307,7 @@ def check_output(
     the output may be none of them, nor inside such a folder. Nothing is created."""
     path = Path(path)
     if path.exists() and path.is_dir() != folder:
-        raise GcnsegError(
-            f"{key} {path}: {'is a file, expected a folder' if folder else 'is a folder, expected a file'}"
-        )
+        raise GcnsegError(f"{key} {path}: {absent(path, folder)}")
     if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO or device: written into as it is
         if not os.access(path, os.W_OK):
             raise GcnsegError(f"{key} {path}: not writable")

@@ -275,7 +275,7 @@ def test_a_killed_run_resumes_with_each_step_logged_once(tmp_path):
         ("train.max_minutes=0", "train.max_minutes: must be above 0"),
         ("eval.scales=[]", "eval.scales: expected at least one scale"),
         ("train.device=tpu", "train.device=tpu: expected auto, cpu, cuda or cuda:N"),
-        ("out_dir=FILE", "is a file, expected a folder"),
+        ("out_dir=FILE", "is a file, not a folder"),
     ],
 )
 def test_bad_values_are_one_line_before_anything_is_written(tmp_path, capsys, override, message):
@@ -340,7 +340,7 @@ def test_output_paths_are_checked_before_the_work(tiny_run, tmp_path):
     one_line(
         inproc("eval", "--checkpoint", tiny_run, "--json", a_file / "eval.json"), f"{a_file} is a file, not a folder"
     )
-    one_line(inproc("eval", "--checkpoint", tiny_run, "--json", tmp_path), "is a folder, expected a file")
+    one_line(inproc("eval", "--checkpoint", tiny_run, "--json", tmp_path), "is a folder, not a file")
     one_line(
         inproc("export", "--checkpoint", tiny_run, "--out", a_file / "m.onnx"), f"{a_file}: output folder does not"
     )
