@@ -2,8 +2,8 @@
 
     python -m gcnseg.zoo.pack RUN NAME --command "gcnseg train --config ..." [--fp16] [--flip]
 
-writes ``gcnseg/zoo/NAME/model.safetensors`` (the run's best weights; float16 with
-``--fp16``) and its ``model.json`` sidecar, and prints the SHA-256 to put into
+writes ``gcnseg/zoo/NAME/model.safetensors`` (the run's best weights, or its last ones
+for ``RUN/last.json``, the choice free of selection on val; float16 with ``--fp16``) and its ``model.json`` sidecar, and prints the SHA-256 to put into
 :data:`gcnseg.zoo.ZOO` and, with ``--fp16``, the share of validation pixels where the
 float16 weights predict the class that the float32 ones do (the model card reports it).
 """
@@ -43,7 +43,7 @@ def fp16_agreement(run: Path, fp16_state: dict[str, torch.Tensor]) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run", type=Path)
+    p.add_argument("run", type=Path, help="a run folder (its best checkpoint), RUN/last.json, or a checkpoint")
     p.add_argument("name")
     p.add_argument("--fp16", action="store_true", help="store the weights as float16")
     p.add_argument(
