@@ -2,10 +2,11 @@
 
     python -m gcnseg.zoo.pack RUN NAME --command "gcnseg train --config ..." [--fp16] [--flip]
 
-writes ``gcnseg/zoo/NAME/model.safetensors`` (the run's best weights, or its last ones
-for ``RUN/last.json``, the choice free of selection on val; float16 with ``--fp16``) and its ``model.json`` sidecar, and prints the SHA-256 to put into
-:data:`gcnseg.zoo.ZOO` and, with ``--fp16``, the share of validation pixels where the
-float16 weights predict the class that the float32 ones do (the model card reports it).
+writes ``gcnseg/zoo/NAME/model.safetensors`` (the run's best weights; its last ones for
+``RUN/last.json``, which no selection on val picked; float16 with ``--fp16``) and its
+``model.json`` sidecar, and prints the SHA-256 to put into :data:`gcnseg.zoo.ZOO` and,
+with ``--fp16``, the share of validation pixels where the float16 weights predict the
+class that the float32 ones do (the model card reports it).
 """
 
 from __future__ import annotations
