@@ -67,16 +67,20 @@ def resolve_device(name: str, key: str = "--device") -> torch.device:
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
-def cpu_features() -> dict[str, bool]:
-    """Which of :data:`CPU_FLAGS` this CPU has (all False where /proc/cpuinfo is not there)."""
-    flags: set[str] = set()
+def _cpu_flags() -> set[str] | None:
+    """The x86 flags of /proc/cpuinfo; None where there are none to read (not Linux, not x86)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
+                return set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    return None
+
+
+def cpu_features() -> dict[str, bool]:
+    """Which of :data:`CPU_FLAGS` this CPU has (all False where /proc/cpuinfo is not there)."""
+    flags = _cpu_flags() or set()
     return {f: f in flags for f in CPU_FLAGS}
 
 
@@ -92,7 +96,14 @@ def instruction_set() -> str:
 
 
 def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX; oneDNN's own check)."""
+    """Whether this CPU multiplies bfloat16 natively: oneDNN's check (which honours
+    ``ONEDNN_MAX_CPU_ISA``) and, on x86, the CPU's own AVX512-BF16 or AMX-BF16 flag; oneDNN
+    alone says yes on every AVX-512 CPU, where it emulates bf16 slower than float32."""
+    flags = _cpu_flags()
+    return _onednn_bf16() and (flags is None or bool({"avx512_bf16", "amx_bf16"} & flags))
+
+
+def _onednn_bf16() -> bool:
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

@@ -9,6 +9,7 @@ import torch
 
 from gcnseg.errors import GcnsegError
 from gcnseg.runtime import any_process, atomic_path, atomic_write_text, rank_world, resolve_device
+from gcnseg.runtime import native_bf16 as real_native_bf16  # bound before conftest's stand-in
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gcnseg"
 
@@ -24,6 +25,26 @@ def test_resolve_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setenv("LOCAL_RANK", "3")
     assert resolve_device("auto") == torch.device("cuda", 3)  # this process's GPU under torchrun
+
+
+def test_native_bf16_needs_the_cpus_own_flag(monkeypatch):
+    """oneDNN says bf16 on every AVX-512 CPU (an Ice Lake emulates it, slower than float32):
+    native only with the CPU's AVX512-BF16 or AMX-BF16 flag; without flags to read (not x86
+    Linux), oneDNN's word; never where oneDNN says no (ONEDNN_MAX_CPU_ISA=AVX2)."""
+    import gcnseg.runtime as rt
+
+    monkeypatch.setattr(rt, "_onednn_bf16", lambda: True)
+    cases = [({"avx2", "avx512f", "avx512_vnni"}, False), ({"avx512f", "avx512_bf16"}, True), ({"amx_bf16"}, True)]
+    for flags, native in cases + [(None, True)]:
+        monkeypatch.setattr(rt, "_cpu_flags", lambda flags=flags: flags)
+        assert real_native_bf16() is native, flags
+    monkeypatch.setattr(rt, "_onednn_bf16", lambda: False)
+    assert real_native_bf16() is False
+    monkeypatch.setattr(rt, "native_bf16", real_native_bf16)
+    monkeypatch.setattr(rt, "_cpu_flags", lambda: {"avx2", "avx512f"})
+    monkeypatch.setattr(rt, "_onednn_bf16", lambda: True)
+    assert rt.resolve_amp("auto", torch.device("cpu")) is None  # float32 where bf16 would be emulated
+    assert rt.instruction_set() in ("AVX-512", "AVX2")  # not AVX512-BF16
 
 
 def test_single_process_reductions():
