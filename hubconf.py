@@ -1,7 +1,7 @@
 """``torch.hub`` entry points: ``torch.hub.load("<this repository>", "camvid_gcn_lite0")``
-(``source="local"`` for a clone). The weights ship inside the repository: nothing is
-downloaded but the code. The model segments images in one call:
-``model.segment("street.png")`` (:mod:`gcnseg.api`)."""
+and ``"camvid_gcn_lite0_v2"`` (``source="local"`` for a clone). The weights ship inside
+the repository: nothing is downloaded but the code. The model segments images in one
+call: ``model.segment("street.png")`` (:mod:`gcnseg.api`)."""
 
 dependencies = ["torch", "torchvision", "timm", "safetensors", "yaml"]
 
@@ -15,3 +15,14 @@ def camvid_gcn_lite0(pretrained: bool = True, num_classes: int | None = None):
     if not pretrained:
         return untrained("camvid-gcn-lite0", num_classes=num_classes)
     return from_pretrained("camvid-gcn-lite0", num_classes=num_classes)
+
+
+def camvid_gcn_lite0_v2(pretrained: bool = True, num_classes: int | None = None):
+    """camvid-gcn-lite0's network trained by the camvid_lite0_v2 recipe (random scale 0.5-2.0;
+    flip at test time by default; gcnseg/zoo/camvid-gcn-lite0-v2/README.md). Arguments as
+    :func:`camvid_gcn_lite0`'s."""
+    from gcnseg.api import from_pretrained, untrained
+
+    if not pretrained:
+        return untrained("camvid-gcn-lite0-v2", num_classes=num_classes)
+    return from_pretrained("camvid-gcn-lite0-v2", num_classes=num_classes)

@@ -36,6 +36,9 @@ from .zoo import ZOO, named_checkpoint
 
 MODEL_FILE, META_FILE, STATE_FILE = "model.safetensors", "model.json", "train_state.pt"
 SIDECAR_VERSION = 2  # 2: holds the SHA-256 of every file of its checkpoint (1: earlier, none)
+# the header metadata of every weights file: one key, since safetensors writes a metadata
+# dict of several keys in a random order (the same weights would get another SHA-256)
+WEIGHTS_METADATA = {"format": "pt"}
 _unchecked: set[Path] = set()  # version-1 checkpoints already warned about
 MAX_SIDECAR_BYTES = 64 * 1024 * 1024  # a sidecar holds a C x C confusion matrix: ~8 MB of JSON at 1024 classes
 MAX_POINTER_BYTES = 64 * 1024  # last.json / best.json: a step and a path
@@ -89,7 +92,7 @@ def _save(
     try:
         os.chmod(tmp, default_mode(folder=True))
         state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
-        save_file(state, str(tmp / MODEL_FILE), metadata={"format": "pt", "gcnseg": "1"})
+        save_file(state, str(tmp / MODEL_FILE), metadata=WEIGHTS_METADATA)
         written = [MODEL_FILE]
         if train_state is not None:
             torch.save(train_state, tmp / STATE_FILE)

@@ -73,13 +73,22 @@ def test_pruning_removes_only_checkpoints_of_its_own_naming(run, tmp_path):
     (r / "checkpoints" / "mine").mkdir()
     (r / "checkpoints" / "mine" / "w.pt").write_bytes(b"keep me")
     (r / "notes.txt").write_text("keep me too")
-    old = resolve_checkpoint(r, "last")
-    (old / "model.onnx").write_bytes(b"an export")  # gcnseg export's default place
-    assert inproc("train", "--resume", r, "train.iterations=6", "--no-progress").returncode == 0
-    assert sorted(p.name for p in old.iterdir()) == ["model.onnx"]  # the checkpoint's files went, the export stays
+    olds = []
+    for steps in (6, 8):  # two resumes: of steps 4 and 6, at least one is neither last nor best
+        olds.append(resolve_checkpoint(r, "last"))
+        (olds[-1] / "model.onnx").write_bytes(b"an export")  # gcnseg export's default place
+        assert inproc("train", "--resume", r, f"train.iterations={steps}", "--no-progress").returncode == 0
+    best = resolve_checkpoint(r, "best")  # which validation was best varies with the CPU's arithmetic
+    assert best.name != olds[0].name or best.name != olds[1].name
+    for old in olds:
+        kept = sorted(p.name for p in old.iterdir())
+        # a pruned checkpoint's files went, the export stays; the best one is kept whole
+        assert kept == (
+            ["model.json", "model.onnx", "model.safetensors", "train_state.pt"] if old == best else ["model.onnx"]
+        )
     assert (r / "checkpoints" / "mine" / "w.pt").read_bytes() == b"keep me"
     assert (r / "notes.txt").read_text() == "keep me too"
-    assert resolve_checkpoint(r, "last").name == "step-0000006"
+    assert resolve_checkpoint(r, "last").name == "step-0000008"
 
 
 # 2. writes through links, streams into FIFOs -------------------------------------------

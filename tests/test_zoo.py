@@ -25,8 +25,9 @@ NAME = "camvid-gcn-lite0"
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_the_shipped_weights_have_the_digest_in_the_code_and_fit_the_size_budget():
-    m = zoo.ZOO[NAME]
+@pytest.mark.parametrize("name", list(zoo.ZOO))
+def test_the_shipped_weights_have_the_digest_in_the_code_and_fit_the_size_budget(name):
+    m = zoo.ZOO[name]
     weights = m.folder / "model.safetensors"
     assert file_sha256(weights) == m.sha256
     assert weights.stat().st_size < 25e6
@@ -59,13 +60,14 @@ def test_from_pretrained_gives_the_trained_network():
     assert out.shape == (1, 11, 64, 96)
 
 
-def test_predict_with_a_named_model_writes_a_sensible_overlay(tmp_path, capsys):
+@pytest.mark.parametrize("name", list(zoo.ZOO))
+def test_predict_with_a_named_model_writes_a_sensible_overlay(tmp_path, capsys, name):
     from PIL import Image
 
     Image.fromarray(street_scene()).save(tmp_path / "street.png")
-    assert main(["predict", "--model", NAME, str(tmp_path / "street.png"), "--out", str(tmp_path / "out")]) == 0
+    assert main(["predict", "--model", name, str(tmp_path / "street.png"), "--out", str(tmp_path / "out")]) == 0
     labels = np.asarray(Image.open(tmp_path / "out" / "labels" / "street.png"))
-    classes = json.loads((zoo.ZOO[NAME].folder / "model.json").read_text())["classes"]
+    classes = json.loads((zoo.ZOO[name].folder / "model.json").read_text())["classes"]
     h = labels.shape[0]
     for band, name in (
         (labels[: h // 3], "sky"),
@@ -93,17 +95,37 @@ def test_models_lists_the_zoo(capsys):
     assert [r["name"] for r in rows] == list(zoo.ZOO) and rows[0]["val_miou"] > 0.6
 
 
-def test_torch_hub_loads_it_from_the_repository():
-    code = (
-        f"import torch; m = torch.hub.load({str(REPO)!r}, 'camvid_gcn_lite0', source='local', trust_repo=True); "
-        "print(type(m).__name__, m.meta['num_classes'])"
+def test_torch_hub_loads_them_from_the_repository():
+    code = "import torch\n" + "".join(
+        f"m = torch.hub.load({str(REPO)!r}, {entry!r}, source='local', trust_repo=True)\n"
+        "print(type(m).__name__, m.meta['num_classes'], m.config.eval.flip)\n"
+        for entry in ("camvid_gcn_lite0", "camvid_gcn_lite0_v2")
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["GCNSeg", "11"]
+    assert r.stdout.split() == ["GCNSeg", "11", "False", "GCNSeg", "11", "True"]
+
+
+def test_v2_flips_by_default_and_is_the_v2_recipe():
+    """camvid-gcn-lite0-v2 averages with the flipped image unless told otherwise (issue 24:
+    flip gained on every candidate of the recipe search), and is what camvid_lite0_v2 trains."""
+    from gcnseg.checkpoint import load_model
+    from gcnseg.config import load_config
+
+    _, cfg, meta = load_model("camvid-gcn-lite0-v2")
+    assert cfg.eval.flip is True and load_model(NAME)[1].eval.flip is False
+    assert meta["trained_with"].startswith("gcnseg train --config camvid_lite0_v2 ")
+    recipe = load_config("camvid_lite0_v2")
+    assert (cfg.data.scale_range, cfg.model, cfg.train.epochs) == (
+        recipe.data.scale_range,
+        recipe.model,
+        recipe.train.epochs,
+    )
+    assert cfg.data.scale_range == [0.5, 2.0] and meta["step"] == 1800  # its last step: no selection on val
 
 
 def test_pack_makes_a_named_model_from_a_run(trained_run, tmp_path, monkeypatch, capsys):
+    from gcnseg.checkpoint import load_model
     from gcnseg.zoo import pack
 
     monkeypatch.setattr(zoo, "HERE", tmp_path)
@@ -111,9 +133,23 @@ def test_pack_makes_a_named_model_from_a_run(trained_run, tmp_path, monkeypatch,
     meta = json.loads((tmp_path / "tiny" / "model.json").read_text())
     assert meta["sha256"]["model.safetensors"] == file_sha256(tmp_path / "tiny" / "model.safetensors")
     assert meta["trained_with"] == "gcnseg train ..." and 0.99 < meta["fp16_pixel_agreement"] <= 1
+    assert meta["config"]["data"]["root"] is None  # no paths of the machine that trained it
+    assert meta["config"]["out_dir"] == f"runs/{Path(load_model(trained_run)[1].out_dir).name}"
     monkeypatch.setitem(zoo.ZOO, "tiny", zoo.NamedModel("tiny", "a test", meta["sha256"]["model.safetensors"], 90.0))
     model = gcnseg.from_pretrained("tiny")
     assert next(model.parameters()).dtype == torch.float32  # float16 on disk, float32 in use
+
+
+def test_pack_is_reproducible(trained_run, tmp_path, monkeypatch, capsys):
+    """The same run packs to the same bytes: the digest in the code can be checked by packing again."""
+    from gcnseg.zoo import pack
+
+    digests = []
+    for folder in ("a", "b", "c"):
+        monkeypatch.setattr(zoo, "HERE", tmp_path / folder)
+        pack.main([str(trained_run), "tiny", "--command", "gcnseg train ..."])
+        digests.append(file_sha256(tmp_path / folder / "tiny" / "model.safetensors"))
+    assert len(set(digests)) == 1
 
 
 def test_pack_flip_makes_flip_the_named_models_default(trained_run, tmp_path, monkeypatch):

@@ -40,6 +40,12 @@ ZOO: dict[str, NamedModel] = {
             "642f4cebc055c198895597891fcbcbf9c972f90245852a5921ff66bf3fbd2458",
             65.76,
         ),
+        NamedModel(
+            "camvid-gcn-lite0-v2",
+            "camvid-gcn-lite0's network by the camvid_lite0_v2 recipe (random scale 0.5-2.0), flip at test time",
+            "c604824ca8ea0c290750234d12aaebcb241516ee81d2845d2dbcd91b85f2ba1a",
+            65.72,
+        ),
     ]
 }
 

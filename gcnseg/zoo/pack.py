@@ -4,9 +4,10 @@
 
 writes ``gcnseg/zoo/NAME/model.safetensors`` (the run's best weights; its last ones for
 ``RUN/last.json``, which no selection on val picked; float16 with ``--fp16``) and its
-``model.json`` sidecar, and prints the SHA-256 to put into :data:`gcnseg.zoo.ZOO` and,
-with ``--fp16``, the share of validation pixels where the float16 weights predict the
-class that the float32 ones do (the model card reports it).
+``model.json`` sidecar (without the training machine's data and run paths), and prints
+the SHA-256 to put into :data:`gcnseg.zoo.ZOO` and, with ``--fp16``, the share of
+validation pixels where the float16 weights predict the class that the float32 ones do
+(the model card reports it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from safetensors.torch import save_file
 
 from .. import zoo
-from ..checkpoint import MODEL_FILE, SIDECAR_VERSION, load_model, resolve_checkpoint
+from ..checkpoint import MODEL_FILE, SIDECAR_VERSION, WEIGHTS_METADATA, load_model, resolve_checkpoint
 from ..metrics.agreement import label_agreement
 from ..runtime import atomic_path, atomic_write_text, file_sha256
 
@@ -62,10 +63,13 @@ def main(argv: list[str] | None = None) -> None:
     out = zoo.HERE / args.name
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / MODEL_FILE) as tmp:
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt", "gcnseg": "1"})
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=WEIGHTS_METADATA)
     sha = file_sha256(out / MODEL_FILE)
     if args.flip:  # what eval, predict, serve and model.segment do unless told otherwise
         meta["config"]["eval"]["flip"] = True
+    # no paths of the machine that trained it: the user gives the data's (--root)
+    meta["config"]["data"]["root"] = None
+    meta["config"]["out_dir"] = f"runs/{Path(meta['config']['out_dir']).name}"
     sidecar = {k: meta[k] for k in KEEP if k in meta} | {
         "sidecar": SIDECAR_VERSION,
         "sha256": {MODEL_FILE: sha},
