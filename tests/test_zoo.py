@@ -89,6 +89,17 @@ def test_eval_and_export_take_a_named_model(tmp_path, capsys, monkeypatch):
     assert (tmp_path / f"{NAME}.onnx").stat().st_size > 1e6  # beside the user, not inside the package
 
 
+def test_eval_of_v2_says_it_flips_unless_told_not_to(tmp_path, capsys):
+    root = tmp_path / "camvid"
+    make_camvid(root, {"val": ["a"]}, size=(64, 96))
+    assert main(["eval", "--model", "camvid-gcn-lite0-v2", f"data.root={root}"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "test time: flip"  # its default, said beside the numbers
+    assert main(["eval", "--model", "camvid-gcn-lite0-v2", f"data.root={root}", "eval.flip=false", "--ms"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "test time: scales [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]"
+    assert main(["eval", "--model", NAME, f"data.root={root}"]) == 0
+    assert "test time" not in capsys.readouterr().out  # single scale: nothing to say
+
+
 def test_models_lists_the_zoo(capsys):
     assert main(["models", "--json", "-"]) == 0
     rows = json.loads(capsys.readouterr().out)
