@@ -60,14 +60,14 @@ def test_from_pretrained_gives_the_trained_network():
     assert out.shape == (1, 11, 64, 96)
 
 
-@pytest.mark.parametrize("name", list(zoo.ZOO))
-def test_predict_with_a_named_model_writes_a_sensible_overlay(tmp_path, capsys, name):
+@pytest.mark.parametrize("model", list(zoo.ZOO))
+def test_predict_with_a_named_model_writes_a_sensible_overlay(tmp_path, capsys, model):
     from PIL import Image
 
     Image.fromarray(street_scene()).save(tmp_path / "street.png")
-    assert main(["predict", "--model", name, str(tmp_path / "street.png"), "--out", str(tmp_path / "out")]) == 0
+    assert main(["predict", "--model", model, str(tmp_path / "street.png"), "--out", str(tmp_path / "out")]) == 0
     labels = np.asarray(Image.open(tmp_path / "out" / "labels" / "street.png"))
-    classes = json.loads((zoo.ZOO[name].folder / "model.json").read_text())["classes"]
+    classes = json.loads((zoo.ZOO[model].folder / "model.json").read_text())["classes"]
     h = labels.shape[0]
     for band, name in (
         (labels[: h // 3], "sky"),
