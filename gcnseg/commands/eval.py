@@ -116,8 +116,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"scored {len(dataset)} of the split's {total} images (--limit {args.limit})", file=human(args.json))
     ev = cfg.eval
     methods = ([f"scales {ev.scales}"] if ev.scales != [1.0] else []) + ["flip"] * ev.flip + ["dense CRF"] * ev.crf
-    if methods or ev.tile:  # what the numbers include, whether a flag or the model's own config asked for it
-        print(f"test time: {', '.join(methods + [f'tiles {ev.tile}'] * bool(ev.tile))}", file=human(args.json))
+    methods += [f"tiles {ev.tile}"] if ev.tile else []
+    if methods:  # what the numbers include, whether a flag or the model's own config asked for it
+        print(f"test time: {', '.join(methods)}", file=human(args.json))
     write_json(
         args.json,
         {
