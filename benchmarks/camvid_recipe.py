@@ -66,10 +66,13 @@ def row(result: dict) -> str:
 
 def write_table(order: list[str], results: Path) -> Path:
     """table.md: every candidate with results (every seed), in the table file's order."""
-    rows = []
-    for slug in order:
-        for path in sorted(results.glob(f"seed*-{slug}.json")) + sorted(results.glob(f"seed*-{slug}-unseen-*.json")):
-            rows.append(row(json.loads(path.read_text())))
+    found = [json.loads(path.read_text()) for path in sorted(results.glob("seed*.json"))]
+    # by each result's own slug: a file name's pattern would also match a slug that ends another
+    # ("ohem-0-7" in "scale-0-5-2-0-ema-0-998-ohem-0-7")
+    key = {slug: i for i, slug in enumerate(order)}
+    found = [r for r in found if r["slug"] in key]
+    found.sort(key=lambda r: (key[r["slug"]], r.get("unseen", UNSEEN) != UNSEEN, r.get("unseen", UNSEEN), r["seed"]))
+    rows = [row(r) for r in found]
     head = (
         "| candidate | seed | unseen sequence | its mIoU | + flip | val | + flip | training | changes |\n"
         "|---|---:|---|---:|---:|---:|---:|---|---|\n"
