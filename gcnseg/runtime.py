@@ -129,8 +129,8 @@ COMPILE_MIN_STEPS = 1000  # train.compile: auto compiles schedules at least this
 def resolve_compile(value: bool | str, device: torch.device, steps: int) -> bool:
     """Whether ``train.compile`` compiles the training step: ``auto`` compiles on CUDA for
     schedules of at least :data:`COMPILE_MIN_STEPS` steps (which repay the compile), and
-    not on the CPU, where GCNSeg-lite0's compiled step measured 1.06x (AVX512-BF16) and
-    0.95x (AVX2) the eager one's (docs/performance.md)."""
+    not on the CPU, where GCNSeg-lite0's compiled step measured no faster than the eager
+    one (docs/performance.md, per instruction set)."""
     return value is True or (value == "auto" and device.type == "cuda" and steps >= COMPILE_MIN_STEPS)
 
 
