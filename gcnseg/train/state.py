@@ -289,32 +289,7 @@ def _build_run(
     total = t.epochs * steps_per_epoch if t.epochs is not None else t.iterations
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg.optim, s, total))
 
-    fresh_groups = [{k: g[k] for k in _GROUP_KEYS if k in g} for g in optimizer.param_groups]  # as cfg sets them
-    state = TrainState()
-    log_from = 0
-    if resume:
-        ckpt = resolve_checkpoint(run_dir, prefer="last")
-        saved = load_train_state(ckpt)
-        load_weights(model if ema is None else ema.module, ckpt)  # the checkpoint's weights: what the run saves
-        if ema is not None:  # the trained weights, beside their average
-            if not isinstance(saved.get("model"), dict):
-                raise GcnsegError(f"{ckpt}: the training state holds no trained weights beside the average (train.ema)")
-            model.load_state_dict(saved["model"])
-        try:
-            optimizer.load_state_dict(saved["optimizer"])
-        except ValueError as e:  # another number or size of parameter groups
-            raise GcnsegError(
-                f"{ckpt}: the saved optimiser does not fit this config ({e}); was optim.encoder_lr_mult or "
-                "train.freeze_* changed for the resumed run?"
-            ) from None
-        scheduler.load_state_dict(saved["scheduler"])
-        state.step, state.best = int(saved["step"]), saved["best"]
-        if any(k.startswith("optim.") for k in changes):  # the new settings, from this step on
-            _apply_optim_changes(optimizer, scheduler, fresh_groups, lr_factor(cfg.optim, state.step, total))
-        torch.set_rng_state(saved["rng"])
-        state.seconds_before = float(saved.get("seconds", 0.0))
-        # the log records of the steps after the checkpoint go: they are done again
-        state.saved_step = log_from = state.step
+    state = _restore(cfg, run_dir, changes, model, ema, optimizer, scheduler, total) if resume else TrainState()
 
     finished = (run_dir / "summary.json").is_file() and state.step == total  # validated and summarised
     if resume and (state.step > total or finished):
@@ -350,13 +325,50 @@ def _build_run(
         scaler,
         steps_per_epoch,
         total,
-        RunLog(run_dir, rank == 0, resume_at=log_from if resume else None),
+        RunLog(run_dir, rank == 0, resume_at=state.step if resume else None),
         state,
         None if t.class_weights is None else torch.tensor(t.class_weights, device=device),
         lock,
         made,
         ema,
     )
+
+
+def _restore(
+    cfg: Config,
+    run_dir: Path,
+    changes: dict[str, tuple[Any, Any]],
+    model: nn.Module,
+    ema: WeightAverage | None,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    total: int,
+) -> TrainState:
+    """A resumed run's state from its last checkpoint: the weights (and, with ``train.ema``,
+    the trained ones beside their average), the optimiser, the schedule, the random state
+    and the step; the optimiser's ``changes`` take effect from that step on."""
+    fresh_groups = [{k: g[k] for k in _GROUP_KEYS if k in g} for g in optimizer.param_groups]  # as cfg sets them
+    ckpt = resolve_checkpoint(run_dir, prefer="last")
+    saved = load_train_state(ckpt)
+    load_weights(model if ema is None else ema.module, ckpt)  # the checkpoint's weights: what the run saves
+    if ema is not None:  # the trained weights, beside their average
+        if not isinstance(saved.get("model"), dict):
+            raise GcnsegError(f"{ckpt}: the training state holds no trained weights beside the average (train.ema)")
+        model.load_state_dict(saved["model"])
+    try:
+        optimizer.load_state_dict(saved["optimizer"])
+    except ValueError as e:  # another number or size of parameter groups
+        raise GcnsegError(
+            f"{ckpt}: the saved optimiser does not fit this config ({e}); was optim.encoder_lr_mult or "
+            "train.freeze_* changed for the resumed run?"
+        ) from None
+    scheduler.load_state_dict(saved["scheduler"])
+    state = TrainState(step=int(saved["step"]), best=saved["best"], seconds_before=float(saved.get("seconds", 0.0)))
+    if any(k.startswith("optim.") for k in changes):  # the new settings, from this step on
+        _apply_optim_changes(optimizer, scheduler, fresh_groups, lr_factor(cfg.optim, state.step, total))
+    torch.set_rng_state(saved["rng"])
+    state.saved_step = state.step  # the log records of the steps after the checkpoint go: they are done again
+    return state
 
 
 # what a resumed run may change: each takes effect from the step it resumes at (the schedule
