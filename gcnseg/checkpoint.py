@@ -231,9 +231,12 @@ def foreign_entries(run_dir: Path) -> list[str]:
 
 def checkpoint_files(ckpt: Path) -> list[Path]:
     """The files that loading and resuming ``ckpt`` read: its own, and where it lies in a
-    run folder, that run's (config, pointers, logs): no command may write onto them."""
+    run folder, that run's (config, pointers, logs, its other checkpoints): no command may
+    write onto them."""
     files = [ckpt / name for name in (MODEL_FILE, META_FILE, STATE_FILE)]
-    if ckpt.parent.name == "checkpoints":
+    if ckpt.parent.name == "checkpoints":  # and the run's other checkpoints: its resume point among them
+        others = [d for d in ckpt.parent.iterdir() if d.is_dir() and d != ckpt]
+        files += [d / name for d in sorted(others) for name in (MODEL_FILE, META_FILE, STATE_FILE)]
         files += [ckpt.parent.parent / name for name in RUN_FILES]
     return files
 

@@ -15,11 +15,15 @@ class DataError(GcnsegError):
 
 class Stopped(Exception):
     """The run stopped cleanly when asked (SIGTERM, Ctrl-C) after saving a checkpoint;
-    the command exits with ``128 + signal`` (143 for SIGTERM, 130 for SIGINT)."""
+    the command exits with ``128 + signal`` (143 for SIGTERM, 130 for SIGINT). ``go_on``:
+    the command that takes the work up again (a caller that started the run may say its own)."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, exit_code: int, go_on: str | None = None) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.message, self.exit_code, self.go_on = message, exit_code, go_on
+
+    def __str__(self) -> str:
+        return self.message + (f"; go on with: {self.go_on}" if self.go_on else "")
 
 
 def absent(path: str | os.PathLike[str], folder: bool = False, missing: str = "not found") -> str:

@@ -223,3 +223,36 @@ def test_dataset_and_root_flags(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(root) in err and "camvid" in err
     assert not (tmp_path / "o" / "baseline" / "summary.json").exists()
+
+
+def test_a_signal_in_a_networks_final_validation_stops_the_table(tmp_path, monkeypatch, capsys):
+    """SIGTERM that lands in the final validation (after the last step) lets that run
+    finish, then stops the table with 143: the next network does not start, and the
+    message says to run the same ablate command again, which skips the finished one."""
+    import os
+    import signal
+
+    (tmp_path / "base.yaml").write_text(BASE)
+    table = tmp_path / "t.yaml"
+    table.write_text(TABLE)
+    out = tmp_path / "abl"
+    cmd = ["ablate", "--table-file", str(table), "--budget", "2", "--out", str(out), "--no-progress"]
+    validate = loop.validate
+
+    def validate_then_sigterm(run):
+        result = validate(run)
+        if run.state.step == run.total:  # the final validation: the signal lands in it
+            os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(loop, "validate", validate_then_sigterm)
+    assert main(cmd) == 143
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"SIGTERM after the last step: the run finished ({out / 'baseline' / 'summary.json'})" in err
+    assert err.endswith("; go on with: " + " ".join(["gcnseg", *cmd[:-1]]))
+    assert (out / "baseline" / "summary.json").is_file() and not (out / "gcn-k-3").exists()
+
+    monkeypatch.setattr(loop, "validate", validate)
+    assert main(cmd) == 0
+    assert "[1/2] Baseline: done" in capsys.readouterr().out
+    assert json.loads((out / "gcn-k-3" / "summary.json").read_text())["steps"] == 2

@@ -156,8 +156,19 @@ def test_commands_never_write_onto_their_inputs(run, tmp_path):
 
     r = Path(shutil.copytree(run, tmp_path / "r"))
     ckpt = resolve_checkpoint(r)
+    other = Path(shutil.copytree(ckpt, ckpt.parent / "step-0000002"))  # another checkpoint of the run: a resume point
     before = digest(r)
     one_line(inproc("export", "--checkpoint", r, "--out", ckpt / "model.safetensors"), "which this command reads")
+    for name in ("model.safetensors", "model.json"):
+        one_line(inproc("export", "--checkpoint", r, "--out", other / name), "which this command reads")
+    export_state = ("export", "--checkpoint", r, "--format", "torchscript", "--out", other / "train_state.pt")
+    one_line(inproc(*export_state), "which this command reads")
+    one_line(inproc("eval", "--checkpoint", r, "--json", other / "model.json"), "which this command reads")
+    one_line(
+        inproc(
+            "predict", "--checkpoint", r, "--out", tmp_path / "p", tmp_path / "x.png", "--json", other / "model.json"
+        )
+    )
     one_line(inproc("eval", "--checkpoint", r, "--json", r / "last.json"), "which this command reads")
     one_line(inproc("eval", "--checkpoint", r, "--json", ckpt / "model.json"), "which this command reads")
     one_line(

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from ..config import Config, apply_overrides, flatten, load_config, with_input_normalisation
-from ..errors import GcnsegError
+from ..errors import GcnsegError, Stopped
 from ..runtime import is_main
 from .report import network_row, write_report
 from .tables import LABELS, Table
@@ -197,7 +197,11 @@ def ablate(
 
     for i, (net, cfg) in enumerate(zip(table.networks, configs)):
         print(f"[{i + 1}/{len(configs)}] {net.name} -> {cfg.out_dir}", flush=True)
-        status, summary = run_network(cfg, show_progress)
+        try:
+            status, summary = run_network(cfg, show_progress)
+        except Stopped as e:  # the table goes on where it stopped: finished networks are skipped, this one resumes
+            e.go_on = command or "the same ablate() call"
+            raise
         summaries[i] = summary
         if num_classes is None:
             from ..checkpoint import read_meta, resolve_checkpoint

@@ -211,8 +211,7 @@ def _stopped(run: Run) -> Stopped:
     signum = s.stop_signal or signal.SIGTERM  # (None where another process was the one asked)
     name = signal.Signals(signum).name
     return Stopped(
-        f"stopped by {name} at step {s.step}; checkpoint {good}; go on with: gcnseg train --resume {run.run_dir}",
-        128 + signum,
+        f"stopped by {name} at step {s.step}; checkpoint {good}", 128 + signum, f"gcnseg train --resume {run.run_dir}"
     )
 
 
@@ -317,10 +316,16 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
             raise first_step_error(run, e) from None
         finally:
             bar.close()
-        summary = _finish(run, final)
+        with _stop_on_signals(s):  # (asked during the summary and pictures: they end, then the process stops)
+            summary = _finish(run, final)
         if dist.is_initialized():
             dist.barrier()
         finished = True
+        if s.stop_signal is not None:  # asked after the last step: the run finished, what called it stops
+            name = signal.Signals(s.stop_signal).name
+            raise Stopped(
+                f"{name} after the last step: the run finished ({run.run_dir / 'summary.json'})", 128 + s.stop_signal
+            )
         return summary
     except GcnsegError as e:  # what the command shows, kept in train.log too
         run.log.line(f"gcnseg: error: {e}", echo=None)
