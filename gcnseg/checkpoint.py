@@ -15,6 +15,7 @@ Pointers name folders inside ``RUN/checkpoints``; one that leads elsewhere is re
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from .config import Config, config_from_dict
@@ -72,9 +74,10 @@ def save_checkpoint(
     except Exception as e:
         good = last_good(run_dir)
         first = (str(e).strip().splitlines() or [""])[0]
+        why = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {first}"
         raise CheckpointError(
             f"{getattr(e, 'filename', None) or run_dir}: could not write the checkpoint of step {meta['step']} "
-            f"({type(e).__name__}: {first}); the last good checkpoint is {good or 'not written yet'}"
+            f"({why}); the last good checkpoint is {good or 'not written yet'}"
         ) from None
 
 
@@ -92,10 +95,13 @@ def _save(
     try:
         os.chmod(tmp, default_mode(folder=True))
         state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
-        save_file(state, str(tmp / MODEL_FILE), metadata=WEIGHTS_METADATA)
+        # serialised in memory, written by Python: a full disk is an OSError naming the file
+        _write_bytes(tmp / MODEL_FILE, safetensors_bytes(state, metadata=WEIGHTS_METADATA), final / MODEL_FILE)
         written = [MODEL_FILE]
         if train_state is not None:
-            torch.save(train_state, tmp / STATE_FILE)
+            buffer = io.BytesIO()
+            torch.save(train_state, buffer)
+            _write_bytes(tmp / STATE_FILE, buffer.getbuffer(), final / STATE_FILE)
             written.append(STATE_FILE)
         meta = {**meta, "sidecar": SIDECAR_VERSION, "sha256": {name: file_sha256(tmp / name) for name in written}}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
@@ -114,6 +120,16 @@ def _save(
         )
     _prune(run_dir)
     return final
+
+
+def _write_bytes(path: Path, data: bytes | memoryview, shown: Path) -> None:
+    """Write ``data`` to ``path``; a failure names ``shown``, the file's place once renamed."""
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        e.filename = str(shown)
+        raise
 
 
 def last_good(run_dir: Path) -> Path | None:

@@ -265,8 +265,17 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         fsync_path(tmp)
         os.replace(tmp, path)
         fsync_path(path.parent)
+    except OSError as e:  # (a full disk): the error names the file asked for, not the temporary one
+        _name(e, path, tmp)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _name(e: OSError, path: Path, tmp: Path) -> None:
+    """Name ``path`` in an OSError of writing it through ``tmp`` (a failed ``write`` names no file)."""
+    if e.filename is None or Path(e.filename) == tmp:
+        e.filename = str(path)
 
 
 @contextmanager
@@ -280,6 +289,9 @@ def _streamed_to(path: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as src, open(path, "wb") as dst:
             shutil.copyfileobj(src, dst)
+    except OSError as e:
+        _name(e, path, tmp)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

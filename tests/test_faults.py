@@ -368,10 +368,21 @@ def test_a_full_disk_is_one_line_naming_the_last_good_checkpoint(tiny_copy):
         "--no-progress",
         preexec_fn=_file_size_limit(ckpt_bytes // 2),
     )
-    one_line(proc, "could not write the checkpoint of step", f"the last good checkpoint is {good}")
+    one_line(
+        proc,
+        f"{tiny_copy / 'checkpoints' / 'step-0000006' / 'model.safetensors'}: could not write the checkpoint of step 6 "
+        f"(File too large); the last good checkpoint is {good}",
+    )
     assert same(weights(tiny_copy), before)
     assert not list((tiny_copy / "checkpoints").glob(".tmp-*"))  # no half-written folder left
     load_model(tiny_copy, prefer="last")
+
+
+def test_a_full_disk_names_the_output_and_leaves_no_part_of_it(tiny_run, tmp_path):
+    out = tmp_path / "eval.json"
+    proc = gcnseg("eval", "--checkpoint", tiny_run, "--json", out, "--no-progress", preexec_fn=_file_size_limit(64))
+    one_line(proc, f"{out}: File too large")
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
 
 
 # 8. pointers that leave the run -------------------------------------------------------------
