@@ -31,7 +31,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
 
 def find_images(inputs: list[str]) -> list[tuple[Path, Path]]:
     """``(file, output sub-folder)``: files as given, folders searched recursively
-    (sorted) with their sub-folders mirrored in the output."""
+    (sorted) with their sub-folders mirrored in the output. Hidden files and folders in a
+    searched folder are not images of it (``.git/``, a Mac's ``._name.png``), as ``serve`` sees it."""
     found: list[tuple[Path, Path]] = []
     for item in inputs:
         p = Path(item)
@@ -39,7 +40,9 @@ def find_images(inputs: list[str]) -> list[tuple[Path, Path]]:
             found += [
                 (f, f.parent.relative_to(p))
                 for f in sorted(p.rglob("*"))
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                if f.is_file()
+                and f.suffix.lower() in IMAGE_SUFFIXES
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
             ]
         elif p.exists():
             found.append((p, Path()))

@@ -58,6 +58,8 @@ def test_predict_folder_skips_unreadable_files(run_dir, tmp_path, capsys):
     _write_images(src / "sub")
     (src / "broken.jpg").write_bytes(b"not a jpeg")
     Image.fromarray(np.zeros((17, 23), np.uint8)).save(src / "gray.png")  # grayscale is converted
+    (src / "._gray.png").write_bytes(b"\x00\x05\x16\x07 a Mac's AppleDouble file")  # hidden: not an image of it
+    _write_images(src / ".git", n=1)
     before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
     out = tmp_path / "out"
     assert main(["predict", "--checkpoint", str(run_dir), str(src), "--out", str(out)]) == 1  # one was bad
@@ -69,6 +71,11 @@ def test_predict_folder_skips_unreadable_files(run_dir, tmp_path, capsys):
         assert np.asarray(label).max() < 3
         assert Image.open(out / "overlays" / f"{stem}.png").size == size
         assert (out / "side" / f"{stem}.png").is_file()
+    assert sorted(p.relative_to(out / "labels").as_posix() for p in (out / "labels").rglob("*.png")) == [
+        "gray.png",
+        "sub/img0.png",
+        "sub/img1.png",
+    ]
     assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before
 
 

@@ -58,6 +58,12 @@ def test_folder_bad_input(tmp_path):
     ds = Folder(tmp_path, "train")
     with pytest.raises(DataError, match=r"images/a\.png: missing mask \(no file with this stem in .*masks\)"):
         ds.load(0)
+    (tmp_path / "masks" / "a.jpg").write_bytes(b"a JPEG")  # lossy: named as the problem, not as a missing mask
+    with pytest.raises(DataError, match=r"masks/a\.jpg: a mask must be \.png, .* \(lossless\), not \.jpg$"):
+        ds.load(0)
+    (tmp_path / "masks" / "a.jpg").unlink()
+    save(tmp_path / "images" / ".a.png", np.zeros((16, 16, 3), np.uint8))  # hidden: no sample of the folder
+    assert [image.name for image, _ in Folder(tmp_path, "all").samples] == ["a.png", "b.png", "c.png"]
     with pytest.raises(DataError, match=r"masks/b\.png: label values 2 outside \[0, 2\)"):
         ds.load(1)
     with pytest.raises(DataError, match=r"images/ghost: image file is missing"):

@@ -19,6 +19,7 @@ colours in ``classes.txt``, the classes get :func:`~gcnseg.data.base.distinct_pa
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 from collections.abc import Sequence
@@ -93,7 +94,12 @@ def hashed_split(stems: list[str], val_fraction: float) -> tuple[list[str], list
 
 
 def _by_stem(folder: Path, exts: Sequence[str]) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in exts}
+    """The files of ``folder`` with one of ``exts``, by stem; hidden ones (a Mac's ``._a.png``) are none."""
+    return {
+        p.stem: p
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
+    }
 
 
 class Folder(FileSegmentation):
@@ -164,4 +170,8 @@ class Folder(FileSegmentation):
         super().__init__(samples)
 
     def missing_mask(self, index: int) -> str:
-        return f"{self.samples[index][0]}: missing mask (no file with this stem in {self.mask_dir})"
+        image = self.samples[index][0]
+        lossy = sorted(p.name for p in self.mask_dir.glob(f"{glob.escape(image.stem)}.*") if p.suffix.lower() not in MASK_EXTS)
+        if lossy:  # (JPEG changes the class ids at the borders)
+            return f"{self.mask_dir / lossy[0]}: a mask must be {', '.join(MASK_EXTS)} (lossless), not {Path(lossy[0]).suffix}"
+        return f"{image}: missing mask (no file with this stem in {self.mask_dir})"
