@@ -256,3 +256,24 @@ def test_a_signal_in_a_networks_final_validation_stops_the_table(tmp_path, monke
     assert main(cmd) == 0
     assert "[1/2] Baseline: done" in capsys.readouterr().out
     assert json.loads((out / "gcn-k-3" / "summary.json").read_text())["steps"] == 2
+
+
+def test_an_out_folder_of_other_files_is_refused_and_left_as_it_was(tmp_path, capsys):
+    (tmp_path / "base.yaml").write_text(BASE)
+    table = tmp_path / "t.yaml"
+    table.write_text(TABLE)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "holiday.png").write_bytes(b"mine")
+    (photos / "table1.md").write_text("another table's report")  # an ablation's: not foreign
+    (photos / "gcn-k-9").mkdir()  # another table's network (a run: its config)
+    (photos / "gcn-k-9" / "config.yaml").write_text("name: x\n")
+    before = sorted(p.relative_to(photos) for p in photos.rglob("*"))
+    cmd = ["ablate", "--table-file", str(table), "--budget", "1", "--out", str(photos), "--no-progress"]
+    assert main(cmd) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"gcnseg: error: {photos}: holds files that no ablation wrote (holiday.png); an ablation goes into a new or "
+        "empty folder, or the --out of earlier ablations: choose another --out"
+    )
+    assert sorted(p.relative_to(photos) for p in photos.rglob("*")) == before

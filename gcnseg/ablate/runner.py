@@ -120,6 +120,27 @@ def network_configs(
     return configs
 
 
+def _check_out(out: Path, table: Table) -> None:
+    """``out`` is new, empty, or holds only what ablations write (their networks' run
+    folders, of this table or of another that shares ``out``, and their reports): never a
+    folder of other files, mixed with its own."""
+    if not out.is_dir():
+        return
+
+    def ours(p: Path) -> bool:
+        if p.is_dir():
+            return p.name in {n.slug for n in table.networks} or (p / "config.yaml").is_file()
+        return re.fullmatch(r"table\d+\.(md|json|png)", p.name) is not None
+
+    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and not ours(p))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise GcnsegError(
+            f"{out}: holds files that no ablation wrote ({shown}); an ablation goes into a new or empty folder, "
+            "or the --out of earlier ablations: choose another --out"
+        )
+
+
 def _check_same_run(run_dir: Path, cfg: Config) -> None:
     """Refuse a run folder that holds a run of another configuration (``NEUTRAL_KEYS`` aside)."""
     saved = run_dir / "config.yaml"
@@ -186,6 +207,7 @@ def ablate(
 ) -> dict[str, Any]:
     """Train (or resume, or skip) every network of ``table``; returns the report's JSON content."""
     out = Path(out)
+    _check_out(out, table)
     configs = network_configs(table, out, config, overrides, seed, budget)
     context = _context(table, configs, config, overrides, seed, budget, command)
     summaries: list[dict[str, Any] | None] = [None] * len(configs)
