@@ -213,6 +213,30 @@ def test_resume_takes_changes_that_can_take_effect(run, tmp_path):
     assert "resumed with optim.lr" in (r / "train.log").read_text()
 
 
+def test_a_finished_run_trained_further_keeps_no_summary_of_its_earlier_end(run, tmp_path, monkeypatch):
+    """``summary.json`` marks a finished run (``gcnseg ablate`` skips it): a finished run
+    resumed for more steps and stopped before them has none until it finishes again."""
+    import shutil
+
+    import gcnseg.train.loop as loop
+
+    r = Path(shutil.copytree(run, tmp_path / "r"))
+    assert json.loads((r / "summary.json").read_text())["steps"] == 4
+    step = loop.train_step
+
+    def interrupted_at_6(run_, images, masks):
+        if run_.state.step == 5:
+            raise KeyboardInterrupt
+        return step(run_, images, masks)
+
+    monkeypatch.setattr(loop, "train_step", interrupted_at_6)
+    assert inproc("train", "--resume", r, "train.iterations=8", "--no-progress").returncode == 130
+    assert not (r / "summary.json").exists() and json.loads((r / "last.json").read_text())["step"] == 4
+    monkeypatch.setattr(loop, "train_step", step)
+    assert inproc("train", "--resume", r, "train.iterations=8", "--no-progress").returncode == 0
+    assert json.loads((r / "summary.json").read_text())["steps"] == 8
+
+
 @pytest.mark.parametrize(
     ("override", "key"),
     [("train.batch_size=4", "train.batch_size"), ("optim.name=sgd", "optim.name"), ("model.k=5", "model.k")],

@@ -271,6 +271,8 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
             run.log.line(f"resumed at step {s.step}", echo=None)
             for key, (old, new) in run.changes.items():
                 run.log.line(f"resumed with {key}: {old!r} -> {new!r}")
+            # a finished run trained further: its summary told of the earlier end, and a run with one is done
+            (run.run_dir / "summary.json").unlink(missing_ok=True)
         run.log.line(describe_runtime(run.resolved))
         shared = shared_images(run.train_set.base, run.val_set.base)
         if shared:
