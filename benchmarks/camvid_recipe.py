@@ -26,7 +26,7 @@ import torch
 from gcnseg.ablate import load_table, network_configs, run_network
 from gcnseg.commands import main as gcnseg
 from gcnseg.data.camvid import CAMVID_CLASSES
-from gcnseg.errors import GcnsegError
+from gcnseg.errors import GcnsegError, Stopped
 from gcnseg.runtime import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
@@ -160,3 +160,6 @@ if __name__ == "__main__":
         main()
     except GcnsegError as e:  # a bad folder or setting: one line, as gcnseg's own commands say it
         sys.exit(f"camvid_recipe: error: {e}")
+    except Stopped as e:  # SIGTERM / Ctrl-C: the same command takes the search up again (and scores)
+        print(f"camvid_recipe: {e.message}; go on with the same command", file=sys.stderr)
+        sys.exit(e.exit_code)

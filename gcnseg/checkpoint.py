@@ -104,10 +104,14 @@ def _save(
             _write_bytes(tmp / STATE_FILE, buffer.getbuffer(), final / STATE_FILE)
             written.append(STATE_FILE)
         meta = {**meta, "sidecar": SIDECAR_VERSION, "sha256": {name: file_sha256(tmp / name) for name in written}}
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        _write_bytes(tmp / META_FILE, json.dumps(meta, indent=2).encode(), final / META_FILE)
         for name in (*written, META_FILE):
-            os.chmod(tmp / name, default_mode())  # (safetensors writes 0600)
-            fsync_path(tmp / name)
+            os.chmod(tmp / name, default_mode())
+            try:
+                fsync_path(tmp / name)  # (where a full disk may first show)
+            except OSError as e:
+                e.filename = str(final / name)
+                raise
         fsync_path(tmp)
         os.replace(tmp, final)
         fsync_path(ckpt_root)

@@ -10,6 +10,7 @@ ids): the normalisation, the layout change and the argmax are inside the graph.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -202,6 +203,8 @@ def export_torchscript(
     with torch.no_grad():
         traced = torch.jit.trace(module, x, check_trace=False)
     extra = {TORCHSCRIPT_META: json.dumps(export_metadata(meta, cfg, source, end_to_end), indent=1)}
+    buffer = io.BytesIO()  # serialised in memory (torch's own writer aborts the process on a full disk)
+    torch.jit.save(traced, buffer, _extra_files=extra)
     with atomic_path(path) as tmp:
-        traced.save(str(tmp), _extra_files=extra)
+        tmp.write_bytes(buffer.getbuffer())
     return path

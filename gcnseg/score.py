@@ -32,9 +32,12 @@ LABEL_MODES = ("L", "P", "I;16", "I;16L", "I;16B", "I")
 
 
 def _index_pngs(root: Path, problems: list[str]) -> dict[str, Path]:
-    """``stem -> path`` for every ``*.png`` under ``root``; a stem found twice is a problem."""
+    """``stem -> path`` for every ``*.png`` under ``root`` (hidden files and folders aside, as
+    ``predict`` reads a folder); a stem found twice is a problem."""
     found: dict[str, Path] = {}
     for path in sorted(root.rglob("*.png")):
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
         if path.stem in found:
             problems.append(f"{path}: same name as {found[path.stem]}")
         else:

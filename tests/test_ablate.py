@@ -266,8 +266,8 @@ def test_an_out_folder_of_other_files_is_refused_and_left_as_it_was(tmp_path, ca
     photos.mkdir()
     (photos / "holiday.png").write_bytes(b"mine")
     (photos / "table1.md").write_text("another table's report")  # an ablation's: not foreign
-    (photos / "gcn-k-9").mkdir()  # another table's network (a run: its config)
-    (photos / "gcn-k-9" / "config.yaml").write_text("name: x\n")
+    (photos / "gcn-k-9").mkdir()  # another table's network, killed before it wrote its config
+    (photos / "gcn-k-9" / "train.log").write_text("training on cpu\n")
     before = sorted(p.relative_to(photos) for p in photos.rglob("*"))
     cmd = ["ablate", "--table-file", str(table), "--budget", "1", "--out", str(photos), "--no-progress"]
     assert main(cmd) == 2

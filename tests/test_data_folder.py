@@ -62,6 +62,9 @@ def test_folder_bad_input(tmp_path):
     with pytest.raises(DataError, match=r"masks/a\.jpg: a mask must be \.png, .* \(lossless\), not \.jpg$"):
         ds.load(0)
     (tmp_path / "masks" / "a.jpg").unlink()
+    (tmp_path / "masks" / "a.png.bak").write_bytes(b"an old copy")  # not a mask of a, nor a lossy one
+    with pytest.raises(DataError, match=r"images/a\.png: missing mask"):
+        ds.load(0)
     save(tmp_path / "images" / ".a.png", np.zeros((16, 16, 3), np.uint8))  # hidden: no sample of the folder
     assert [image.name for image, _ in Folder(tmp_path, "all").samples] == ["a.png", "b.png", "c.png"]
     with pytest.raises(DataError, match=r"masks/b\.png: label values 2 outside \[0, 2\)"):

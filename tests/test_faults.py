@@ -383,6 +383,11 @@ def test_a_full_disk_names_the_output_and_leaves_no_part_of_it(tiny_run, tmp_pat
     proc = gcnseg("eval", "--checkpoint", tiny_run, "--json", out, "--no-progress", preexec_fn=_file_size_limit(64))
     one_line(proc, f"{out}: File too large")
     assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
+    scripted = tmp_path / "m.pt"  # torch's own writer would abort the process (c10::Error)
+    proc = gcnseg("export", "--checkpoint", tiny_run, "--format", "torchscript", "--out", scripted,
+                  preexec_fn=_file_size_limit(4096))  # fmt: skip
+    one_line(proc, f"{scripted}: File too large")
+    assert list(tmp_path.iterdir()) == []
 
 
 # 8. pointers that leave the run -------------------------------------------------------------

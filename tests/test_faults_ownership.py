@@ -10,9 +10,11 @@ import os
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from fakes import make_folder
+from PIL import Image
 from test_faults import TINY, inproc, one_line
 
 from gcnseg.checkpoint import resolve_checkpoint
@@ -164,15 +166,17 @@ def test_commands_never_write_onto_their_inputs(run, tmp_path):
     export_state = ("export", "--checkpoint", r, "--format", "torchscript", "--out", other / "train_state.pt")
     one_line(inproc(*export_state), "which this command reads")
     one_line(inproc("eval", "--checkpoint", r, "--json", other / "model.json"), "which this command reads")
+    image = tmp_path / "x.png"  # a real image: the refusal is the output's, not a missing input's
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
     one_line(
-        inproc(
-            "predict", "--checkpoint", r, "--out", tmp_path / "p", tmp_path / "x.png", "--json", other / "model.json"
-        )
+        inproc("predict", "--checkpoint", r, "--out", tmp_path / "p", image, "--json", other / "model.json"),
+        "which this command reads",
     )
     one_line(inproc("eval", "--checkpoint", r, "--json", r / "last.json"), "which this command reads")
     one_line(inproc("eval", "--checkpoint", r, "--json", ckpt / "model.json"), "which this command reads")
     one_line(
-        inproc("predict", "--checkpoint", r, "--out", tmp_path / "p", tmp_path / "x.png", "--json", r / "config.yaml")
+        inproc("predict", "--checkpoint", r, "--out", tmp_path / "p", image, "--json", r / "config.yaml"),
+        "which this command reads",
     )
     assert digest(r) == before
     data = tmp_path / "data"

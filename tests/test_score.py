@@ -40,6 +40,8 @@ def dirs(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_scores_by_hand_text_and_json(dirs, capsys):
     pred, gt = dirs
+    (gt / "._a.png").write_bytes(b"\x00\x05\x16\x07 a Mac's AppleDouble file")  # hidden: neither read nor matched
+    _png(gt / ".git" / "a.png", [[9]])
     # summed matrix (rows gt): [1 1 0] [0 2 0] [1 0 2]
     # IoU: 1/(2+2-1) = 1/3, 2/(2+3-2) = 2/3, 2/(3+2-2) = 2/3 -> mIoU 5/9; pixel acc 5/7
     assert main(["score", str(pred), str(gt), "--num-classes", "3", "--json", "-"]) == 0

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from ..checkpoint import foreign_entries
 from ..config import Config, apply_overrides, flatten, load_config, with_input_normalisation
 from ..errors import GcnsegError, Stopped
 from ..runtime import is_main
@@ -121,15 +122,15 @@ def network_configs(
 
 
 def _check_out(out: Path, table: Table) -> None:
-    """``out`` is new, empty, or holds only what ablations write (their networks' run
-    folders, of this table or of another that shares ``out``, and their reports): never a
-    folder of other files, mixed with its own."""
+    """``out`` is new, empty, or holds only what ablations write (run folders, of this
+    table's networks or of another's that shares ``out``, and reports): never a folder of
+    other files, mixed with its own."""
     if not out.is_dir():
         return
 
-    def ours(p: Path) -> bool:
+    def ours(p: Path) -> bool:  # a network's run folder (of any table: they share one out), or a report
         if p.is_dir():
-            return p.name in {n.slug for n in table.networks} or (p / "config.yaml").is_file()
+            return p.name in {n.slug for n in table.networks} or not foreign_entries(p)
         return re.fullmatch(r"table\d+\.(md|json|png)", p.name) is not None
 
     foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and not ours(p))

@@ -171,7 +171,11 @@ class Folder(FileSegmentation):
 
     def missing_mask(self, index: int) -> str:
         image = self.samples[index][0]
-        lossy = sorted(p.name for p in self.mask_dir.glob(f"{glob.escape(image.stem)}.*") if p.suffix.lower() not in MASK_EXTS)
+        lossy = sorted(
+            p.name
+            for p in self.mask_dir.glob(f"{glob.escape(image.stem)}.*")
+            if p.stem == image.stem and p.suffix.lower() in (".jpg", ".jpeg", ".webp")
+        )
         if lossy:  # (JPEG changes the class ids at the borders)
             return f"{self.mask_dir / lossy[0]}: a mask must be {', '.join(MASK_EXTS)} (lossless), not {Path(lossy[0]).suffix}"
         return f"{image}: missing mask (no file with this stem in {self.mask_dir})"

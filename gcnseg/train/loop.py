@@ -299,35 +299,35 @@ def train(cfg: Config, resume: bool = False, show_progress: bool = True) -> dict
     finished = False
     keep: tuple[str, ...] = ()  # what a run discarded before its first checkpoint leaves
     try:
-        try:
-            with _stop_on_signals(s):
+        with _stop_on_signals(s):  # to the end: asked after the last step, the run finishes, then stops
+            try:
                 while s.step < run.total and not train_one_epoch(run, bar, deadline):
                     pass
                 bar.close()
                 if s.stopping:
                     raise _stopped(run)
                 final = validate(run)
-        except DataError as e:  # a bad file met in training: data check names every one
-            keep = ("config.yaml",)  # (what the message names)
-            raise DataError(
-                f"{_own_line(e)} (gcnseg data check --config {run.run_dir / 'config.yaml'} lists every bad file)"
-            ) from None
-        except (ValueError, RuntimeError) as e:  # (torch's out of memory and NotImplementedError too)
-            if isinstance(e, GcnsegError) or s.step != first or first >= run.total:
-                raise
-            raise first_step_error(run, e) from None
-        finally:
-            bar.close()
-        with _stop_on_signals(s):  # (asked during the summary and pictures: they end, then the process stops)
+            except DataError as e:  # a bad file met in training: data check names every one
+                keep = ("config.yaml",)  # (what the message names)
+                raise DataError(
+                    f"{_own_line(e)} (gcnseg data check --config {run.run_dir / 'config.yaml'} lists every bad file)"
+                ) from None
+            except (ValueError, RuntimeError) as e:  # (torch's out of memory and NotImplementedError too)
+                if isinstance(e, GcnsegError) or s.step != first or first >= run.total:
+                    raise
+                raise first_step_error(run, e) from None
+            finally:
+                bar.close()
             summary = _finish(run, final)
-        if dist.is_initialized():
-            dist.barrier()
-        finished = True
-        if s.stop_signal is not None:  # asked after the last step: the run finished, what called it stops
-            name = signal.Signals(s.stop_signal).name
-            raise Stopped(
-                f"{name} after the last step: the run finished ({run.run_dir / 'summary.json'})", 128 + s.stop_signal
-            )
+            if dist.is_initialized():
+                dist.barrier()
+            finished = True
+            if any_process(s.stop_signal is not None, run.device):  # every process stops, or none
+                name = signal.Signals(s.stop_signal or signal.SIGTERM).name
+                raise Stopped(
+                    f"{name} after the last step: the run finished ({run.run_dir / 'summary.json'})",
+                    128 + (s.stop_signal or signal.SIGTERM),
+                )
         return summary
     except GcnsegError as e:  # what the command shows, kept in train.log too
         run.log.line(f"gcnseg: error: {e}", echo=None)
