@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .errors import DataError, GcnsegError
-from .runtime import atomic_path
+from .runtime import atomic_path, hidden
 
 if TYPE_CHECKING:
     from .config import Config
@@ -40,9 +40,7 @@ def find_images(inputs: list[str]) -> list[tuple[Path, Path]]:
             found += [
                 (f, f.parent.relative_to(p))
                 for f in sorted(p.rglob("*"))
-                if f.is_file()
-                and f.suffix.lower() in IMAGE_SUFFIXES
-                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not hidden(f, p)
             ]
         elif p.exists():
             found.append((p, Path()))

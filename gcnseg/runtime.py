@@ -302,6 +302,12 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text)
 
 
+def hidden(path: Path, root: Path) -> bool:
+    """``path`` lies in a hidden file or folder under ``root`` (``.git/``, a Mac's ``._a.png``):
+    not data of the folder that a command reads."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
 def lock_folder(folder: Path, what: str) -> IO[str]:
     """An exclusive lock on ``folder`` (``folder/.lock``) held until the returned file is
     closed or the process ends, however it ends: a second writer is refused in one line.

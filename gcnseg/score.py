@@ -24,6 +24,7 @@ from PIL import Image
 from .config.schema import MAX_BOUNDARY_WIDTH, MAX_CLASSES, MAX_LABEL
 from .errors import DataError
 from .metrics import SegMetrics
+from .runtime import hidden
 
 LABEL_MODES = ("L", "P", "I;16", "I;16L", "I;16B", "I")
 # MAX_CLASSES (1024): the C x C confusion matrix of int64 stays small (8 MB; 65536 classes,
@@ -36,7 +37,7 @@ def _index_pngs(root: Path, problems: list[str]) -> dict[str, Path]:
     ``predict`` reads a folder); a stem found twice is a problem."""
     found: dict[str, Path] = {}
     for path in sorted(root.rglob("*.png")):
-        if any(part.startswith(".") for part in path.relative_to(root).parts):
+        if hidden(path, root):
             continue
         if path.stem in found:
             problems.append(f"{path}: same name as {found[path.stem]}")

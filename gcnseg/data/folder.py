@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import DataError
+from ..runtime import hidden
 from .base import FileSegmentation, distinct_palette
 from .io import read_listing, require_dir, require_file
 
@@ -98,7 +99,7 @@ def _by_stem(folder: Path, exts: Sequence[str]) -> dict[str, Path]:
     return {
         p.stem: p
         for p in sorted(folder.iterdir())
-        if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
+        if p.is_file() and p.suffix.lower() in exts and not hidden(p, folder)
     }
 
 
