@@ -33,7 +33,7 @@ from .config import Config, config_from_dict
 from .config.loading import read_text_bounded
 from .config.schema import MAX_CLASSES, MAX_LABEL, ConfigError
 from .errors import GcnsegError
-from .runtime import atomic_write_text, default_mode, file_sha256, fsync_path, warn
+from .runtime import atomic_write_text, default_mode, file_sha256, fsync_path, name_in_error, warn
 from .zoo import ZOO, named_checkpoint
 
 MODEL_FILE, META_FILE, STATE_FILE = "model.safetensors", "model.json", "train_state.pt"
@@ -110,7 +110,7 @@ def _save(
             try:
                 fsync_path(tmp / name)  # (where a full disk may first show)
             except OSError as e:
-                e.filename = str(final / name)
+                name_in_error(e, final / name, tmp / name)
                 raise
         fsync_path(tmp)
         os.replace(tmp, final)
@@ -132,7 +132,7 @@ def _write_bytes(path: Path, data: bytes | memoryview, shown: Path) -> None:
         with open(path, "wb") as f:
             f.write(data)
     except OSError as e:
-        e.filename = str(shown)
+        name_in_error(e, shown, path)
         raise
 
 

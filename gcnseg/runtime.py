@@ -266,15 +266,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, path)
         fsync_path(path.parent)
     except OSError as e:  # (a full disk): the error names the file asked for, not the temporary one
-        _name(e, path, tmp)
+        name_in_error(e, path, tmp)
         raise
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _name(e: OSError, path: Path, tmp: Path) -> None:
-    """Name ``path`` in an OSError of writing it through ``tmp`` (a failed ``write`` names no file)."""
-    if e.filename is None or Path(e.filename) == tmp:
+def name_in_error(e: OSError, path: str | os.PathLike[str], tmp: str | os.PathLike[str]) -> None:
+    """Name ``path`` in an OSError of writing it through ``tmp`` (a failed ``write`` or
+    ``fsync`` names no file, ``open`` the temporary one)."""
+    if e.filename is None or Path(e.filename) == Path(tmp):
         e.filename = str(path)
 
 
@@ -290,7 +291,7 @@ def _streamed_to(path: Path) -> Iterator[Path]:
         with open(tmp, "rb") as src, open(path, "wb") as dst:
             shutil.copyfileobj(src, dst)
     except OSError as e:
-        _name(e, path, tmp)
+        name_in_error(e, path, tmp)
         raise
     finally:
         tmp.unlink(missing_ok=True)

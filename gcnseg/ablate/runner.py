@@ -24,7 +24,7 @@ import yaml
 from ..checkpoint import foreign_entries
 from ..config import Config, apply_overrides, flatten, load_config, with_input_normalisation
 from ..errors import GcnsegError, Stopped
-from ..runtime import is_main
+from ..runtime import hidden, is_main
 from .report import network_row, write_report
 from .tables import LABELS, Table
 
@@ -128,12 +128,14 @@ def _check_out(out: Path, table: Table) -> None:
     if not out.is_dir():
         return
 
+    slugs = {n.slug for n in table.networks}
+
     def ours(p: Path) -> bool:  # a network's run folder (of any table: they share one out), or a report
         if p.is_dir():
-            return p.name in {n.slug for n in table.networks} or not foreign_entries(p)
+            return p.name in slugs or not foreign_entries(p)
         return re.fullmatch(r"table\d+\.(md|json|png)", p.name) is not None
 
-    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and not ours(p))
+    foreign = sorted(p.name for p in out.iterdir() if not hidden(p, out) and not ours(p))
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise GcnsegError(
